@@ -79,11 +79,12 @@ def parse_microk8s_status(text):
         if pair is None:
             continue
         key, value = pair.group("key"), pair.group("value")
-        if section == "microk8s":
+        if key == "message" and not item:
+            # printed with three spaces of indent after whichever section came last
+            result["message"] = value.strip()
+        elif section == "microk8s":
             if key == "running":
                 result["running"] = _scalar(value) is True
-            elif key == "message":
-                result["message"] = value.strip()
         elif section == "high-availability":
             ha = result["high_availability"]
             if item:
