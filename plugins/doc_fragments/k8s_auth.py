@@ -1,0 +1,46 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, mlops.mlflow_k8s contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Cluster authentication options, mirroring plugins/module_utils/args_common.py."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    DOCUMENTATION = r"""
+options:
+  kubeconfig:
+    description:
+      - Path of a kubeconfig file.
+      - Without O(kubeconfig) and O(host), the first file of E(KUBECONFIG), then C(~/.kube/config), then the
+        in-cluster service account are used.
+    type: path
+  context:
+    description:
+      - Context of the kubeconfig to use. Defaults to the kubeconfig's current context.
+      - C(kube-context) of O(backend_config) is used when this is not set.
+    type: str
+  host:
+    description:
+      - URL of the Kubernetes API server, used with O(api_key) instead of a kubeconfig.
+    type: str
+  api_key:
+    description:
+      - Bearer token for O(host).
+    type: str
+  validate_certs:
+    description:
+      - Whether to verify the API server's TLS certificate.
+    type: bool
+    default: true
+    aliases: [verify_ssl]
+  ca_cert:
+    description:
+      - Path of a CA bundle to verify the API server's certificate with.
+    type: path
+    aliases: [ssl_ca_cert]
+requirements:
+  - kubernetes >= 33.1 (Python client)
+"""

@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, mlops.mlflow_k8s contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""MLproject loading, parameter validation and command rendering, with MLflow's semantics.
+
+MLflow (mlflow/projects/_project_spec.py) is the reference; tests compare every result here
+with MLflow's own on the same projects. Where we go further (type checks of float/int
+parameters, a command as an argument list) it is said below.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import shlex
+
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ProjectError
+
+try:
+    from urllib.parse import urlparse
+except ImportError:  # pragma: no cover
+    from urlparse import urlparse
+
+try:
+    import yaml
+
+    HAS_YAML = True
+except ImportError:  # pragma: no cover
+    HAS_YAML = False
+
+MLPROJECT_FILE_NAME = "mlproject"
+ENV_FIELDS = ("docker_env", "conda_env", "python_env")
+PARAMETER_TYPES = ("float", "int", "string", "path", "uri")
+
+
+class Parameter(object):
+    """One parameter of an entry point: ``type`` (default ``string``) and ``default``."""
+
+    def __init__(self, name, spec):
+        self.name = name
+        if isinstance(spec, str):
+            self.type = spec
+            self.default = None
+        elif isinstance(spec, dict):
+            self.type = spec.get("type", "string")
+            self.default = spec.get("default")
+        else:
+            raise ProjectError(
+                "project_uri",
+                "parameter {0!r} in the MLproject must be a type name or a mapping, not {1!r}".format(name, spec),
+            )
+
+    @property
+    def required(self):
+        return self.default is None
+
+    def check(self, value):
+        """Our type check, beyond MLflow's (which checks only ``uri``): raise on a mistyped value."""
+        option = "parameters.{0}".format(self.name)
+        if self.type == "uri":
+            if not urlparse(str(value)).scheme:
+                raise ProjectError(option, "expected a URI with a scheme (s3://, file://...), got {0!r}".format(value))
+        elif self.type in ("float", "int"):
+            if isinstance(value, bool):
+                raise ProjectError(option, "expected {0}, got the boolean {1!r}".format(self.type, value))
+            try:
+                if self.type == "int":
+                    if isinstance(value, float) and not value.is_integer():
+                        raise ValueError(value)
+                    int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
+                else:
+                    float(value)
+            except (TypeError, ValueError):
+                raise ProjectError(option, "expected {0}, got {1!r}".format(self.type, value)) from None
+        elif isinstance(value, (dict, list)):
+            raise ProjectError(option, "expected a scalar value, got {0!r}".format(value))
+
+
+class EntryPoint(object):
+    def __init__(self, name, parameters, command):
+        self.name = name
+        if not isinstance(parameters, dict):
+            raise ProjectError("project_uri", "parameters of entry point {0!r} must be a mapping".format(name))
+        self.parameters = dict((str(k), Parameter(str(k), v)) for k, v in parameters.items())
+        self.command = command
+
+    def compute_parameters(self, user_parameters):
+        """(params, extra_params) as MLflow computes them with ``storage_dir=None``: values shell-quoted.
+
+        ``path`` parameters are not resolved on the submitter: the command runs in the pod,
+        where the project is the working directory.
+        """
+        user_parameters = user_parameters or {}
+        missing = [name for name, param in self.parameters.items() if name not in user_parameters and param.required]
+        if missing:
+            raise ProjectError(
+                "parameters",
+                "no value given for required parameter(s) of entry point {0!r}: {1}".format(
+                    self.name, ", ".join(repr(m) for m in missing)
+                ),
+            )
+        params = {}
+        for name, param in self.parameters.items():
+            value = user_parameters.get(name, param.default)
+            param.check(value)
+            params[name] = shlex.quote(_text(value))
+        extra = {}
+        for key, value in user_parameters.items():
+            if key not in params:
+                if isinstance(value, (dict, list)):
+                    raise ProjectError("parameters.{0}".format(key), "expected a scalar value, got {0!r}".format(value))
+                extra[shlex.quote(str(key))] = shlex.quote(_text(value))
+        return params, extra
+
+    def compute_command(self, user_parameters):
+        """The command string exactly as MLflow renders it."""
+        params, extra = self.compute_parameters(user_parameters)
+        try:
+            command = self.command.format(**params)
+        except KeyError as exc:
+            raise ProjectError(
+                "project_uri",
+                "the command of entry point {0!r} uses {{{1}}}, which is not one of its parameters".format(
+                    self.name, exc.args[0]
+                ),
+            ) from None
+        except (IndexError, ValueError) as exc:
+            raise ProjectError(
+                "project_uri", "the command of entry point {0!r} cannot be formatted: {1}".format(self.name, exc)
+            ) from None
+        parts = [command]
+        parts.extend("--{0} {1}".format(k, v) for k, v in extra.items())
+        return " ".join(parts)
+
+    def argv(self, user_parameters):
+        """The command as the argument list the container receives (no shell, no stray quotes)."""
+        command = self.compute_command(user_parameters)
+        try:
+            return shlex.split(command)
+        except ValueError as exc:
+            raise ProjectError(
+                "project_uri", "the command of entry point {0!r} cannot be split: {1}".format(self.name, exc)
+            ) from None
+
+    def logged_parameters(self, user_parameters):
+        """The parameters MLflow logs for the run (defaults filled in, extras after)."""
+        params, extra = self.compute_parameters(user_parameters)
+        result = list(params.items())
+        result.extend(extra.items())
+        return result
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)
+
+
+class Project(object):
+    def __init__(self, directory, name, entry_points, docker_env, env_type):
+        self.directory = directory
+        self.name = name
+        self.entry_points = entry_points
+        self.docker_env = docker_env
+        self.env_type = env_type
+
+    def get_entry_point(self, entry_point):
+        """An entry point by name, or a ``.py``/``.sh``/``.R`` file run as MLflow runs it."""
+        if entry_point in self.entry_points:
+            return self.entry_points[entry_point]
+        extension = os.path.splitext(entry_point)[1]
+        if extension == ".py":
+            return EntryPoint(entry_point, {}, "python {0}".format(shlex.quote(entry_point)))
+        if extension == ".sh":
+            # MLflow takes $SHELL of the submitter; the command runs in the image, where bash is the safe bet.
+            return EntryPoint(entry_point, {}, "bash {0}".format(shlex.quote(entry_point)))
+        if extension == ".R":
+            return EntryPoint(
+                entry_point, {}, "Rscript -e \"mlflow::mlflow_source('{0}')\" --args".format(shlex.quote(entry_point))
+            )
+        raise ProjectError(
+            "entry_point",
+            "{0!r} is not an entry point of the project (known: {1}) nor a .py, .sh or .R script".format(
+                entry_point, ", ".join(sorted(self.entry_points)) or "none"
+            ),
+        )
+
+
+def find_mlproject(directory):
+    for filename in sorted(os.listdir(directory)):
+        if filename.lower() == MLPROJECT_FILE_NAME:
+            return os.path.join(directory, filename)
+    return None
+
+
+def load_project(directory, require_mlproject=True):
+    """Load ``directory``/MLproject as MLflow does; errors name ``project_uri``."""
+    if not directory or not os.path.isdir(directory):
+        raise ProjectError("project_uri", "{0!r} is not a directory".format(directory))
+    path = find_mlproject(directory)
+    if path is None:
+        if require_mlproject:
+            raise ProjectError("project_uri", "no MLproject file in {0}".format(directory))
+        data = {}
+    else:
+        try:
+            with open(path) as handle:
+                data = yaml.safe_load(handle) or {}
+        except (OSError, IOError, yaml.YAMLError) as exc:
+            raise ProjectError("project_uri", "cannot read {0}: {1}".format(path, exc)) from None
+    if not isinstance(data, dict):
+        raise ProjectError("project_uri", "{0} must hold a YAML mapping".format(path))
+    env_fields = sorted(set(data).intersection(ENV_FIELDS))
+    if len(env_fields) > 1:
+        raise ProjectError("project_uri", "the MLproject has more than one environment field: {0}".format(env_fields))
+    entry_points = {}
+    raw_entry_points = data.get("entry_points") or {}
+    if not isinstance(raw_entry_points, dict):
+        raise ProjectError("project_uri", "entry_points in the MLproject must be a mapping")
+    for name, spec in raw_entry_points.items():
+        if not isinstance(spec, dict):
+            raise ProjectError("project_uri", "entry point {0!r} must be a mapping".format(name))
+        command = spec.get("command")
+        if not isinstance(command, str):
+            raise ProjectError("project_uri", "entry point {0!r} has no command".format(name))
+        entry_points[str(name)] = EntryPoint(str(name), spec.get("parameters") or {}, command)
+    docker_env = data.get("docker_env")
+    env_type = env_fields[0] if env_fields else None
+    if docker_env is not None and (not isinstance(docker_env, dict) or not docker_env.get("image")):
+        raise ProjectError("project_uri", "docker_env in the MLproject has no image")
+    name = data.get("name")
+    return Project(directory, None if name is None else str(name), entry_points, docker_env, env_type)
+
+
+_DNS_LABEL_BAD = re.compile(r"[^a-z0-9-]+")
+
+
+def dns_label_base(name):
+    """Lower-case, only [a-z0-9-], no leading/trailing dash (may be empty)."""
+    return _DNS_LABEL_BAD.sub("-", str(name).lower()).strip("-")

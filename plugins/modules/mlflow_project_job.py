@@ -1,0 +1,514 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, mlops.mlflow_k8s contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# ruff: noqa: E402 (Ansible modules keep DOCUMENTATION before the imports)
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: mlflow_project_job
+short_description: Run an MLflow Project as a Kubernetes Job, tracked as an MLflow run
+version_added: "0.1.0"
+description:
+  - Submits an MLflow Project to Kubernetes as a Job, as C(mlflow run --backend kubernetes) does, with
+    the same C(kubernetes_config.json) and Job template, and optionally waits for it.
+  - The MLflow run is created through the tracking server before the Job, with the tags MLflow's
+    Kubernetes backend sets and the parameters logged; its status follows the Job's conditions
+    (C(Complete) gives FINISHED, C(Failed) gives FAILED), seen through a watch.
+  - Beyond MLflow, a prebuilt O(image) needs no Docker engine; O(build=true) tags the image with a hash of
+    the project content, so an unchanged project is never rebuilt or re-pushed; Job names are always valid
+    DNS-1123 labels; the command is an argument list; labels carry the run id and project.
+  - "Idempotent: while a Job of the same identity (project content, entry point, parameters, run name and
+    experiment) exists, the module returns it with C(changed=false) and brings its run up to date, unless
+    O(force=true)."
+  - Anything that fails after the run was created marks the run FAILED and deletes the Job.
+author:
+  - mlops.mlflow_k8s contributors
+extends_documentation_fragment:
+  - mlops.mlflow_k8s.k8s_auth
+attributes:
+  check_mode:
+    support: full
+    description: Renders the Job and the planned run and returns them; creates and builds nothing.
+  diff_mode:
+    support: full
+    description: Shows the Job manifest that is (or would be) created, or the Jobs that are deleted.
+requirements:
+  - mlflow >= 3.17
+  - PyYAML
+  - docker >= 7.1 (only with O(build=true))
+options:
+  state:
+    description:
+      - V(present) submits the project (or returns the Job of the same identity).
+      - V(absent) deletes the Job found by O(job_name), O(run_id) or the identity of O(project_uri) and its
+        parameters, with its pods, and marks a run that is still running KILLED.
+    type: str
+    choices: [present, absent]
+    default: present
+  project_uri:
+    description:
+      - Local directory of the MLflow project, with an C(MLproject) file (any case, as MLflow finds it).
+      - Required with O(state=present).
+    type: path
+  entry_point:
+    description:
+      - Entry point of the MLproject, or a C(.py)/C(.sh)/C(.R) file of the project, as C(mlflow run -e).
+    type: str
+    default: main
+  parameters:
+    description:
+      - Parameters of the entry point, as C(mlflow run -P key=value).
+      - Types C(float), C(int), C(string), C(path) and C(uri) are checked before anything is created;
+        parameters the entry point does not declare are appended as C(--key value), as MLflow does.
+      - C(path) values are passed as given; they are resolved inside the container, whose working directory
+        is the project.
+    type: dict
+    default: {}
+  experiment_name:
+    description:
+      - Experiment of the run; created when missing, as C(mlflow run --experiment-name) does.
+    type: str
+  experiment_id:
+    description:
+      - Id of an existing experiment. Without this and O(experiment_name), the default experiment C(0).
+    type: str
+  run_name:
+    description:
+      - Name of the MLflow run. Part of the identity that makes resubmission idempotent.
+    type: str
+  tracking_uri:
+    description:
+      - Tracking server the module creates and updates the run on. Defaults to E(MLFLOW_TRACKING_URI).
+      - Credentials are read by MLflow from E(MLFLOW_TRACKING_USERNAME), E(MLFLOW_TRACKING_PASSWORD) or
+        E(MLFLOW_TRACKING_TOKEN), never from options.
+    type: str
+  job_tracking_uri:
+    description:
+      - Tracking URI the pod uses (E(MLFLOW_TRACKING_URI) in the Job), for example the in-cluster Service URL.
+      - Defaults to E(KUBE_MLFLOW_TRACKING_URI), as MLflow, then to O(tracking_uri).
+    type: str
+  backend_config:
+    description:
+      - Path of MLflow's C(kubernetes_config.json) (C(kube-context), C(repository-uri),
+        C(kube-job-template-path)). Options given explicitly win over its keys.
+    type: path
+  job_template:
+    description:
+      - The Job template, a path of a YAML file or an inline mapping, as MLflow's C(kube-job-template-path).
+      - MLflow's replacements apply (C(metadata.name), the first container's C(name), C(image), C(command));
+        C(env) is appended to. Without a template, a built-in one is used (no API token mounted, restart policy
+        C(Never), C(backoffLimit) 0, a day of C(ttlSecondsAfterFinished)).
+    type: raw
+  image:
+    description:
+      - A prebuilt image holding the project (its working directory the project). No Docker engine needed.
+      - Mutually exclusive with O(build=true).
+    type: str
+  build:
+    description:
+      - Build C(FROM docker_env.image) with the project copied to C(/mlflow/projects/code/) and push it to
+        O(repository_uri), as MLflow does, tagged C(mlflow-<hash of the content>). An image already in the
+        registry under that tag is used as it is. The Job uses the pushed digest.
+    type: bool
+    default: false
+  repository_uri:
+    description:
+      - Repository to push built images to, without tag (C(registry:5000/team/project)). Overrides
+        C(repository-uri) of O(backend_config).
+    type: str
+  registry_url:
+    description:
+      - Registry to log in to with O(registry_username) (defaults to the repository's registry).
+    type: str
+  registry_username:
+    description:
+      - User for the registry login before pushing.
+    type: str
+  registry_password:
+    description:
+      - Password or token for O(registry_username).
+    type: str
+  docker_host:
+    description:
+      - Docker engine to build with (C(unix:///var/run/docker.sock), C(tcp://host:2376)). Defaults to E(DOCKER_HOST).
+    type: str
+  namespace:
+    description:
+      - Namespace of the Job. Defaults to the template's C(metadata.namespace), then C(default). It must exist.
+    type: str
+  service_account:
+    description:
+      - ServiceAccount the pod runs as.
+    type: str
+  image_pull_secrets:
+    description:
+      - Names of Secrets to pull the image with, added to the template's.
+    type: list
+    elements: str
+  resources:
+    description:
+      - Resources of the project container, merged into the template's, for example
+        C(limits.nvidia.com/gpu=1) beside C(requests.cpu=2) (see EXAMPLES).
+    type: dict
+  node_selector:
+    description:
+      - Node labels the pod must run on, merged into the template's.
+    type: dict
+  tolerations:
+    description:
+      - Tolerations added to the template's.
+    type: list
+    elements: dict
+  env:
+    description:
+      - Environment of the project container, a mapping of names to values or a list of EnvVar mappings
+        (with C(valueFrom) for Secrets). Replaces template entries of the same name.
+      - E(MLFLOW_RUN_ID), E(MLFLOW_TRACKING_URI) and E(MLFLOW_EXPERIMENT_ID) are set by the module.
+    type: raw
+  env_from_secrets:
+    description:
+      - Secrets whose keys all become environment variables of the container (C(envFrom)).
+    type: list
+    elements: str
+  labels:
+    description:
+      - Labels added to the Job and its pods.
+    type: dict
+  backoff_limit:
+    description:
+      - C(spec.backoffLimit) of the Job (retries before C(Failed)).
+    type: int
+  active_deadline_seconds:
+    description:
+      - C(spec.activeDeadlineSeconds), after which Kubernetes fails the Job.
+    type: int
+  ttl_seconds_after_finished:
+    description:
+      - C(spec.ttlSecondsAfterFinished), after which Kubernetes deletes the finished Job.
+    type: int
+  wait:
+    description:
+      - Wait for the Job to end, then set the run's status from its conditions.
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - Seconds to wait with O(wait=true).
+    type: int
+    default: 3600
+  on_timeout:
+    description:
+      - What to do when O(wait_timeout) passes, V(delete) the Job (with its pods) and mark the run KILLED,
+        or V(keep) it running (a later call or M(mlops.mlflow_k8s.mlflow_project_job_info) catches up).
+    type: str
+    choices: [delete, keep]
+    default: delete
+  logs:
+    description:
+      - When the Job ended (or timed out), return the tail of the pod's log and store the whole log as the
+        run's artifact C(kubernetes/job.log).
+    type: bool
+    default: true
+  log_tail_lines:
+    description:
+      - Lines of log returned with O(logs=true).
+    type: int
+    default: 100
+  force:
+    description:
+      - Start another Job even when one of the same identity exists.
+    type: bool
+    default: false
+  propagation_policy:
+    description:
+      - How dependent pods are deleted with the Job.
+    type: str
+    choices: [Foreground, Background]
+    default: Foreground
+  job_name:
+    description:
+      - With O(state=absent), the name of the Job to delete.
+    type: str
+  run_id:
+    description:
+      - With O(state=absent), delete the Job of this MLflow run.
+    type: str
+notes:
+  - The module runs where the kubernetes and mlflow libraries are, usually the controller
+    (C(delegate_to=localhost) or a localhost play).
+seealso:
+  - module: mlops.mlflow_k8s.mlflow_project_job_info
+  - name: MLflow Projects on Kubernetes
+    description: What C(mlflow run --backend kubernetes) does.
+    link: https://mlflow.org/docs/latest/ml/projects/#kubernetes-execution
+"""
+
+EXAMPLES = r"""
+- name: Run the wine project with a prebuilt image and wait for it
+  mlops.mlflow_k8s.mlflow_project_job:
+    project_uri: examples/wine-quality
+    image: registry.example.com/ml/wine-quality:1.0
+    parameters:
+      alpha: 0.5
+      l1_ratio: 0.2
+    experiment_name: wine
+    run_name: alpha-0.5
+    tracking_uri: http://mlflow.example.com:30500
+    job_tracking_uri: http://mlflow-server.mlflow.svc:5000
+    namespace: mlflow-projects
+    service_account: mlflow-project
+    wait: true
+    wait_timeout: 1800
+  register: wine
+
+- name: Switch from mlflow run --backend kubernetes, keeping its config and template
+  mlops.mlflow_k8s.mlflow_project_job:
+    project_uri: examples/wine-quality
+    backend_config: examples/wine-quality/kubernetes_config.json
+    build: true
+    registry_username: ci
+    registry_password: "{{ vault_registry_password }}"
+    parameters:
+      alpha: 0.5
+
+- name: Ask for a GPU on a labelled node
+  mlops.mlflow_k8s.mlflow_project_job:
+    project_uri: projects/train
+    image: registry.example.com/ml/train:2.3
+    resources:
+      limits:
+        nvidia.com/gpu: 1
+    node_selector:
+      accelerator: nvidia
+    tolerations:
+      - key: nvidia.com/gpu
+        operator: Exists
+        effect: NoSchedule
+
+- name: Cancel the Job of a run and mark the run KILLED
+  mlops.mlflow_k8s.mlflow_project_job:
+    state: absent
+    namespace: mlflow-projects
+    run_id: "{{ wine.run.run_id }}"
+"""
+
+RETURN = r"""
+job:
+  description: The Job manifest as created (or, in check mode, as it would be created), or the existing Job.
+  returned: state=present
+  type: dict
+job_name:
+  description: Name of the Job.
+  returned: state=present
+  type: str
+  sample: wine-quality-2026-11-22-15-30-00-123456
+namespace:
+  description: Namespace of the Job.
+  returned: always
+  type: str
+command:
+  description: The container's command as an argument list.
+  returned: state=present
+  type: list
+  elements: str
+  sample: [python, train.py, --alpha, "0.5", --l1-ratio, "0.1"]
+identity:
+  description: Hash of project content, entry point, parameters, run name and experiment; also the Job's annotation.
+  returned: state=present
+  type: str
+existing:
+  description: True when a Job of the same identity existed and was returned instead of starting another.
+  returned: when a Job of the same identity exists
+  type: bool
+run:
+  description: The MLflow run (in check mode, the planned run).
+  returned: state=present
+  type: dict
+  contains:
+    run_id:
+      description: Id of the run (null in check mode).
+      type: str
+    experiment_id:
+      description: Id of the experiment (null in check mode when it would be created).
+      type: str
+    status:
+      description: RUNNING, FINISHED, FAILED or KILLED; PLANNED in check mode.
+      type: str
+    run_name:
+      description: Name of the run.
+      type: str
+    artifact_uri:
+      description: Where the run's artifacts (including C(kubernetes/job.log)) are stored.
+      type: str
+    tags:
+      description: Tags of the run, MLflow's backend tags among them.
+      type: dict
+    params:
+      description: Logged parameters, as MLflow logs them.
+      type: dict
+state:
+  description: State of the Job when the module returned, C(Complete), C(Failed), C(Running), C(Pending) or C(Deleted).
+  returned: with wait=true, or when an existing Job is returned
+  type: str
+timed_out:
+  description: Whether wait_timeout passed before the Job ended.
+  returned: with wait=true
+  type: bool
+job_deleted:
+  description: Whether the Job was deleted after a timeout (on_timeout=delete).
+  returned: when the wait timed out with on_timeout=delete
+  type: bool
+run_synced:
+  description: Whether the module changed the run's status to match the Job.
+  returned: with wait=true, or when an existing Job is returned
+  type: bool
+logs:
+  description: The last log_tail_lines lines of the pod's log.
+  returned: with logs=true when the Job ended or timed out
+  type: str
+image:
+  description: The built image.
+  returned: with build=true
+  type: dict
+  contains:
+    tag:
+      description: Tag from the content hash.
+      type: str
+    digest:
+      description: Registry digest.
+      type: str
+    reference:
+      description: tag@digest, what the Job runs.
+      type: str
+    built:
+      description: Whether the image was built by this call.
+      type: bool
+    pushed:
+      description: Whether the image was pushed by this call.
+      type: bool
+deleted:
+  description: Names of the Jobs deleted.
+  returned: state=absent
+  type: list
+  elements: str
+killed_runs:
+  description: Run ids marked KILLED.
+  returned: state=absent
+  type: list
+  elements: str
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_argument_spec
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ProjectJobError
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.k8s_client import (
+    HAS_KUBERNETES,
+    KUBERNETES_IMPORT_ERROR,
+)
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.tracking import HAS_MLFLOW, MLFLOW_IMPORT_ERROR
+
+
+def argument_spec():
+    spec = auth_argument_spec()
+    spec.update(
+        state={"type": "str", "choices": ["present", "absent"], "default": "present"},
+        project_uri={"type": "path"},
+        entry_point={"type": "str", "default": "main"},
+        parameters={"type": "dict", "default": {}},
+        experiment_name={"type": "str"},
+        experiment_id={"type": "str"},
+        run_name={"type": "str"},
+        tracking_uri={"type": "str", "fallback": (env_fallback, ["MLFLOW_TRACKING_URI"])},
+        job_tracking_uri={"type": "str"},
+        backend_config={"type": "path"},
+        job_template={"type": "raw"},
+        image={"type": "str"},
+        build={"type": "bool", "default": False},
+        repository_uri={"type": "str"},
+        registry_url={"type": "str"},
+        registry_username={"type": "str"},
+        registry_password={"type": "str", "no_log": True},
+        docker_host={"type": "str"},
+        namespace={"type": "str"},
+        service_account={"type": "str"},
+        image_pull_secrets={"type": "list", "elements": "str"},
+        resources={"type": "dict"},
+        node_selector={"type": "dict"},
+        tolerations={"type": "list", "elements": "dict"},
+        env={"type": "raw"},
+        env_from_secrets={"type": "list", "elements": "str", "no_log": False},
+        labels={"type": "dict"},
+        backoff_limit={"type": "int"},
+        active_deadline_seconds={"type": "int"},
+        ttl_seconds_after_finished={"type": "int"},
+        wait={"type": "bool", "default": False},
+        wait_timeout={"type": "int", "default": 3600},
+        on_timeout={"type": "str", "choices": ["delete", "keep"], "default": "delete"},
+        logs={"type": "bool", "default": True},
+        log_tail_lines={"type": "int", "default": 100},
+        force={"type": "bool", "default": False},
+        propagation_policy={"type": "str", "choices": ["Foreground", "Background"], "default": "Foreground"},
+        job_name={"type": "str"},
+        run_id={"type": "str"},
+    )
+    return spec
+
+
+def check_options(params):
+    """Checks the argument spec cannot express; returns (option, message) or None."""
+    if params["build"] and params.get("image"):
+        return "image", "image and build: true are mutually exclusive (a prebuilt image, or one built here)"
+    for option in ("wait_timeout", "log_tail_lines", "backoff_limit", "active_deadline_seconds"):
+        value = params.get(option)
+        if value is not None and value < 0:
+            return option, "must not be negative, got {0}".format(value)
+    if params.get("ttl_seconds_after_finished") is not None and params["ttl_seconds_after_finished"] < 0:
+        return "ttl_seconds_after_finished", "must not be negative"
+    if params.get("job_template") is not None and not isinstance(params["job_template"], (str, dict)):
+        return "job_template", "must be a path or a mapping"
+    return None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        mutually_exclusive=[("experiment_name", "experiment_id"), ("job_name", "run_id")],
+        required_if=[
+            ("state", "present", ("project_uri",)),
+            ("state", "absent", ("project_uri", "job_name", "run_id"), True),
+        ],
+    )
+    if not HAS_KUBERNETES:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=str(KUBERNETES_IMPORT_ERROR))
+    if not HAS_MLFLOW:
+        module.fail_json(msg=missing_required_lib("mlflow"), exception=str(MLFLOW_IMPORT_ERROR))
+    problem = check_options(module.params)
+    if problem:
+        module.fail_json(msg="{0}: {1}".format(*problem), option=problem[0])
+
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
+
+    runner = Runner(module.params, check_mode=module.check_mode, warn=module.warn)
+    try:
+        result = runner.present() if module.params["state"] == "present" else runner.absent()
+    except ProjectJobError as exc:
+        module.fail_json(msg=exc.text(), option=exc.option)
+    except Exception as exc:  # never a bare traceback: say what broke, keep the trace for -vvv
+        module.fail_json(
+            msg="unexpected error: {0}: {1}".format(type(exc).__name__, exc), exception=traceback.format_exc()
+        )
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

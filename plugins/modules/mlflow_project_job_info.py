@@ -1,0 +1,192 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, mlops.mlflow_k8s contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# ruff: noqa: E402 (Ansible modules keep DOCUMENTATION before the imports)
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: mlflow_project_job_info
+short_description: Read MLflow project Jobs and bring their runs up to date
+version_added: "0.1.0"
+description:
+  - Lists the Jobs that M(mlops.mlflow_k8s.mlflow_project_job) created, with their state and their MLflow run.
+  - A run whose submitter died (or did not wait) still says RUNNING after its Job ended. With O(sync_run=true)
+    the module sets such a run to FINISHED or FAILED from the Job's conditions and stores the pod's log as
+    the run's artifact; that is the only change it makes, and it reports it as C(changed).
+author:
+  - mlops.mlflow_k8s contributors
+extends_documentation_fragment:
+  - mlops.mlflow_k8s.k8s_auth
+attributes:
+  check_mode:
+    support: full
+    description: Reports which runs it would update, updates none.
+  diff_mode:
+    support: none
+requirements:
+  - mlflow >= 3.17
+options:
+  namespace:
+    description:
+      - Namespace of the Jobs.
+    type: str
+    default: default
+  name:
+    description:
+      - Name of one Job.
+    type: str
+  run_id:
+    description:
+      - Only the Job of this MLflow run.
+    type: str
+  label_selector:
+    description:
+      - Further label selector, for example C(mlops.mlflow-k8s/project=wine-quality).
+    type: str
+  tracking_uri:
+    description:
+      - Tracking server of the runs. Defaults to the URI recorded on each Job when it was submitted.
+    type: str
+  sync_run:
+    description:
+      - Set the status of runs whose Job ended but which still say RUNNING.
+    type: bool
+    default: true
+  logs:
+    description:
+      - Return the tail of each Job's pod log (and store the whole log on runs being synced).
+    type: bool
+    default: false
+  log_tail_lines:
+    description:
+      - Lines of log returned with O(logs=true).
+    type: int
+    default: 100
+seealso:
+  - module: mlops.mlflow_k8s.mlflow_project_job
+"""
+
+EXAMPLES = r"""
+- name: Bring every project run in the namespace up to date
+  mlops.mlflow_k8s.mlflow_project_job_info:
+    namespace: mlflow-projects
+  register: project_jobs
+
+- name: Read one run's Job and its log
+  mlops.mlflow_k8s.mlflow_project_job_info:
+    namespace: mlflow-projects
+    run_id: "{{ wine.run.run_id }}"
+    logs: true
+"""
+
+RETURN = r"""
+namespace:
+  description: The namespace read.
+  returned: always
+  type: str
+jobs:
+  description: The Jobs found, newest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Job name.
+      type: str
+    namespace:
+      description: Job namespace.
+      type: str
+    state:
+      description: C(Complete), C(Failed), C(Running) or C(Pending).
+      type: str
+    message:
+      description: Message of the Job's final condition.
+      type: str
+    run_id:
+      description: MLflow run id from the Job's label.
+      type: str
+    run_status:
+      description: Status of the MLflow run after any sync.
+      type: str
+    run_synced:
+      description: Whether this call changed the run's status.
+      type: bool
+    identity:
+      description: Submission identity of the Job.
+      type: str
+    start_time:
+      description: When the Job started.
+      type: str
+    completion_time:
+      description: When the Job completed.
+      type: str
+    succeeded:
+      description: Pods that succeeded.
+      type: int
+    failed:
+      description: Pods that failed.
+      type: int
+    logs:
+      description: Log tail, with logs=true.
+      type: str
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_argument_spec
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ProjectJobError
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.k8s_client import (
+    HAS_KUBERNETES,
+    KUBERNETES_IMPORT_ERROR,
+)
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.tracking import HAS_MLFLOW, MLFLOW_IMPORT_ERROR
+
+
+def argument_spec():
+    spec = auth_argument_spec()
+    spec.update(
+        namespace={"type": "str", "default": "default"},
+        name={"type": "str"},
+        run_id={"type": "str"},
+        label_selector={"type": "str"},
+        tracking_uri={"type": "str"},
+        sync_run={"type": "bool", "default": True},
+        logs={"type": "bool", "default": False},
+        log_tail_lines={"type": "int", "default": 100},
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        mutually_exclusive=[("name", "run_id")],
+    )
+    if not HAS_KUBERNETES:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=str(KUBERNETES_IMPORT_ERROR))
+    if not HAS_MLFLOW:
+        module.fail_json(msg=missing_required_lib("mlflow"), exception=str(MLFLOW_IMPORT_ERROR))
+
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
+
+    runner = Runner(module.params, check_mode=module.check_mode, warn=module.warn)
+    try:
+        result = runner.info()
+    except ProjectJobError as exc:
+        module.fail_json(msg=exc.text(), option=exc.option)
+    except Exception as exc:  # never a bare traceback
+        module.fail_json(
+            msg="unexpected error: {0}: {1}".format(type(exc).__name__, exc), exception=traceback.format_exc()
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
