@@ -32,6 +32,7 @@ def _wrap(function):
 FILTERS = {
     "microk8s_status": cluster_parse.parse_microk8s_status,
     "microk8s_addons_to_enable": cluster_parse.microk8s_addons_to_enable,
+    "microk8s_normalise_addons": cluster_parse.normalise_addons,
     "microk8s_add_node": cluster_parse.parse_microk8s_add_node,
     "microk8s_join_url": cluster_parse.microk8s_join_url,
     "minikube_status": cluster_parse.parse_minikube_status,
@@ -42,6 +43,7 @@ FILTERS = {
     "sha256_from_file": cluster_parse.parse_sha256_file,
     "kubeconfig_server": cluster_parse.kubeconfig_server,
     "kubeconfig_set_server": cluster_parse.kubeconfig_set_server,
+    "kubeconfig_minify": cluster_parse.kubeconfig_minify,
     "server_is_loopback": cluster_parse.server_is_loopback,
     "kubectl_node_names": cluster_parse.parse_kubectl_nodes,
     "k8s_node_names": cluster_parse.node_names,

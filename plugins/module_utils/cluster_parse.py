@@ -196,9 +196,11 @@ def parse_microk8s_add_node(text):
     return {"token": token, "urls": urls}
 
 
-def microk8s_join_url(add_node, address=None):
+def microk8s_join_url(add_node, address=None, strict=True):
     """The join URL for ``address`` (the control-plane address the joining node reaches),
-    or the first one. ``add_node`` is parsed or raw add-node output."""
+    or the first one (the default interface's). ``add_node`` is parsed or raw add-node
+    output. With ``strict`` false, an address add-node does not offer falls back to the
+    first URL instead of failing."""
     if isinstance(add_node, str):
         add_node = parse_microk8s_add_node(add_node)
     if address:
@@ -206,10 +208,11 @@ def microk8s_join_url(add_node, address=None):
             host = url.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
             if host == address:
                 return url
-        raise ParseError(
-            "add-node offers no join address %s (it offers %s)"
-            % (address, ", ".join(u.split("/", 1)[0] for u in add_node["urls"]))
-        )
+        if strict:
+            raise ParseError(
+                "add-node offers no join address %s (it offers %s)"
+                % (address, ", ".join(u.split("/", 1)[0] for u in add_node["urls"]))
+            )
     return add_node["urls"][0]
 
 
@@ -402,6 +405,48 @@ def kubeconfig_set_server(kubeconfig, server, context=""):
         if cluster.get("name") == cluster_name:
             cluster["cluster"]["server"] = server
     return result
+
+
+def kubeconfig_minify(kubeconfig, context):
+    """A kubeconfig holding only ``context`` (made current), its cluster and its user, as
+    ``kubectl config view --minify --flatten`` would print it when the certificates are
+    embedded. File references (``certificate-authority``, ``client-key``) are an error:
+    the file would not exist on the controller (start minikube with ``--embed-certs``)."""
+    if not isinstance(kubeconfig, dict):
+        raise ParseError("kubeconfig is not a mapping")
+    ctx = next((c for c in kubeconfig.get("contexts") or [] if c.get("name") == context), None)
+    if ctx is None:
+        names = ", ".join(sorted(c.get("name", "") for c in kubeconfig.get("contexts") or [])) or "none"
+        raise ParseError("kubeconfig has no context %r (it has %s)" % (context, names))
+    cluster = next(
+        (c for c in kubeconfig.get("clusters") or [] if c.get("name") == ctx["context"].get("cluster")), None
+    )
+    user = next((u for u in kubeconfig.get("users") or [] if u.get("name") == ctx["context"].get("user")), None)
+    if cluster is None or user is None:
+        raise ParseError("context %r names a cluster or user the kubeconfig does not have" % context)
+    for owner, entry, keys in (
+        ("cluster", cluster.get("cluster") or {}, ("certificate-authority",)),
+        ("user", user.get("user") or {}, ("client-certificate", "client-key")),
+    ):
+        for key in keys:
+            if entry.get(key):
+                raise ParseError(
+                    "the %s of context %r refers to the file %s; embed the certificates (--embed-certs)"
+                    % (owner, context, entry[key])
+                )
+    return json.loads(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "preferences": {},
+                "clusters": [cluster],
+                "users": [user],
+                "contexts": [ctx],
+                "current-context": context,
+            }
+        )
+    )
 
 
 def server_is_loopback(server):

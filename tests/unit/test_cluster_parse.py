@@ -133,6 +133,7 @@ def test_join_url_picks_the_address_the_node_reaches():
     assert cp.microk8s_join_url(text).startswith("10.20.0.11:25000/")
     with pytest.raises(cp.ParseError, match="192.0.2.1"):
         cp.microk8s_join_url(text, "192.0.2.1")
+    assert cp.microk8s_join_url(text, "192.0.2.1", strict=False).startswith("10.20.0.11:25000/")
 
 
 @pytest.mark.parametrize("text", ["", "Invalid token size.  It must be 32 characters long.", "{}", "{nope"])
@@ -310,3 +311,34 @@ def test_proc_swaps():
 def test_proc_modules_and_builtin():
     assert "iscsi_tcp" in cp.parse_proc_modules(fixture("proc_modules.txt"))
     assert cp.parse_proc_modules(fixture("modules.builtin")) == ["dm_crypt", "nfs", "tcp_cubic"]
+
+
+MINIKUBE_KUBECONFIG = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "current-context": "other",
+    "clusters": [
+        {"name": "minikube", "cluster": {"server": "https://192.168.49.2:8443", "certificate-authority-data": "Q0E="}},
+        {"name": "other", "cluster": {"server": "https://10.0.0.1:6443", "certificate-authority": "/x/ca.crt"}},
+    ],
+    "users": [
+        {"name": "minikube", "user": {"client-certificate-data": "Q0VSVA==", "client-key-data": "S0VZ"}},
+        {"name": "other", "user": {"token": "t"}},
+    ],
+    "contexts": [
+        {"name": "minikube", "context": {"cluster": "minikube", "user": "minikube", "namespace": "default"}},
+        {"name": "other", "context": {"cluster": "other", "user": "other"}},
+    ],
+}
+
+
+def test_kubeconfig_minify_keeps_one_context():
+    small = cp.kubeconfig_minify(MINIKUBE_KUBECONFIG, "minikube")
+    assert small["current-context"] == "minikube"
+    assert [c["name"] for c in small["clusters"]] == ["minikube"]
+    assert [u["name"] for u in small["users"]] == ["minikube"]
+    assert cp.kubeconfig_server(small) == "https://192.168.49.2:8443"
+    with pytest.raises(cp.ParseError, match="refers to the file /x/ca.crt"):
+        cp.kubeconfig_minify(MINIKUBE_KUBECONFIG, "other")
+    with pytest.raises(cp.ParseError, match="no context 'nope'"):
+        cp.kubeconfig_minify(MINIKUBE_KUBECONFIG, "nope")
