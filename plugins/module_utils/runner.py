@@ -30,6 +30,7 @@ from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import (
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.project import load_project
 
 PLANNED_RUN_ID = "planned"
+RUN_ENV_NAMES = ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -102,7 +103,11 @@ class Plan(object):
             self.content_hash, self.entry_point.name, parameters, params.get("run_name"), str(experiment)
         )
         self.container_name = job_utils.dns_label(self.project.name)
-        job_utils.env_list(params.get("env"))
+        for item in job_utils.env_list(params.get("env")):
+            if item["name"] in RUN_ENV_NAMES:
+                raise TemplateError(
+                    "env", "{0} is set by the module; use job_tracking_uri for the tracking URI".format(item["name"])
+                )
         job_utils._check_labels(params.get("labels"), "labels")
 
     def render(self, run_id, experiment_id, image_ref, job_tracking_uri, when):
@@ -547,7 +552,7 @@ class Runner(object):
 
 def _is_api_error(exc):
     """ApiException, or urllib3/socket errors from an unreachable API server."""
-    if type(exc).__name__ == "ApiException":
+    if isinstance(exc, k8s_client.ApiException):  # and its subclasses (NotFoundException, ...)
         return True
     module = type(exc).__module__ or ""
     return module.startswith(("urllib3", "socket", "ssl")) or isinstance(exc, (OSError, ConnectionError))

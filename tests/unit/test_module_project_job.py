@@ -1,0 +1,218 @@
+"""The module entry points: every bad input is a fail_json naming an option, never a traceback."""
+
+import http.server
+import json
+import threading
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.mlops.mlflow_k8s.plugins.modules import mlflow_project_job, mlflow_project_job_info
+
+PROJECTS = Path(__file__).parent / "fixtures" / "projects"
+OPTIONS = set(mlflow_project_job.argument_spec())
+NO_CLUSTER = "/nonexistent/kubeconfig"
+
+
+class Exited(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+def _exit(self, **kwargs):
+    kwargs.setdefault("changed", False)
+    raise Exited(kwargs)
+
+
+def _fail(self, msg, **kwargs):
+    kwargs.update(failed=True, msg=msg)
+    raise Exited(kwargs)
+
+
+def run(module, args):
+    with (
+        patch_module_args(args),
+        mock.patch.object(basic.AnsibleModule, "exit_json", _exit),
+        mock.patch.object(basic.AnsibleModule, "fail_json", _fail),
+        pytest.raises(Exited) as caught,
+    ):
+        module.main()
+    return caught.value.result
+
+
+def wine(**extra):
+    args = {
+        "project_uri": str(PROJECTS / "wine"),
+        "image": "registry.local/wine:1",
+        "parameters": {"alpha": 0.5},
+        "tracking_uri": "http://127.0.0.1:9",
+        "kubeconfig": NO_CLUSTER,
+    }
+    args.update(extra)
+    return args
+
+
+def names_an_option(msg):
+    head = msg.split(":", 1)[0].split(".", 1)[0]
+    return head in OPTIONS or any(f"'{o}'" in msg or f" {o} " in msg for o in OPTIONS)
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "fragment"),
+    [
+        (wine(project_uri=str(PROJECTS)), "project_uri", "no MLproject"),
+        (wine(project_uri=str(PROJECTS / "no_docker"), image=None, build=True), "build", "docker_env"),
+        (wine(entry_point="nope"), "entry_point", "not an entry point"),
+        (wine(parameters={}), "parameters", "alpha"),
+        (wine(parameters={"alpha": "high"}), "parameters.alpha", "expected float"),
+        (wine(job_template={"kind": "Job", "spec": {}}), "job_template", "no container"),
+        (wine(job_template="/nonexistent/template.yaml"), "job_template", "cannot read"),
+        (wine(namespace="Bad_Namespace"), "namespace", "not a valid Kubernetes name"),
+        (wine(service_account="no spaces allowed"), "service_account", "not a valid"),
+        (wine(backend_config="/nonexistent/kubernetes_config.json"), "backend_config", "cannot read"),
+        (wine(image=None), "image", "prebuilt image"),
+        (wine(build=True), "image", "mutually exclusive"),
+        (wine(image=None, build=True), "repository_uri", "repository_uri"),
+        (wine(image=None, build=True, repository_uri="Reg/UPPER"), "repository_uri", "lower-case"),
+        (wine(env={"MLFLOW_RUN_ID": "x"}), "env", "set by the module"),
+        (wine(env={"bad name": "x"}), "env", "not a valid environment"),
+        (wine(labels={"a": "b c"}), "labels", "not a valid value"),
+        (wine(wait_timeout=-1), "wait_timeout", "negative"),
+        (wine(), "kubeconfig", "no kubeconfig file"),
+        (wine(kubeconfig=None, host="http://127.0.0.1:9"), "host", "cannot reach the Kubernetes API"),
+    ],
+)
+def test_bad_input_fails_naming_the_option(args, option, fragment):
+    result = run(mlflow_project_job, args)
+    assert result["failed"]
+    assert result["msg"].startswith(option + ": "), result["msg"]
+    assert result["option"] == option
+    assert fragment in result["msg"]
+
+
+def test_argument_spec_errors_name_the_option():
+    result = run(mlflow_project_job, wine(wait_timeout="soon"))
+    assert result["failed"] and "wait_timeout" in result["msg"]
+    result = run(mlflow_project_job, {"state": "present"})
+    assert result["failed"] and "project_uri" in result["msg"]
+    result = run(mlflow_project_job, {"state": "absent"})
+    assert result["failed"] and "job_name" in result["msg"]
+
+
+def test_password_is_not_logged():
+    spec = mlflow_project_job.argument_spec()
+    assert spec["registry_password"]["no_log"] is True
+    assert spec["api_key"]["no_log"] is True
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server that answers every API request with one status, as a refusing API server does."""
+
+    status = 401
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        body = json.dumps(
+            {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": self.status, "message": "nope"}
+        ).encode()
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(params=[401, 404])
+def refusing_api(request):
+    handler = type("Handler", (_Refusing,), {"status": request.param})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield request.param, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_cluster_refusal_and_missing_namespace_are_readable(refusing_api):
+    status, url = refusing_api
+    result = run(mlflow_project_job, wine(kubeconfig=None, host=url, api_key="token", namespace="absent-ns"))
+    assert result["failed"]
+    if status == 401:
+        assert result.get("option") == "api_key", result
+        assert "401 Unauthorized" in result["msg"]
+    else:
+        assert result["option"] == "namespace"
+        assert "namespace 'absent-ns' does not exist" in result["msg"]
+    assert "token" not in result["msg"]
+
+
+def test_info_module_fails_readably_without_cluster():
+    result = run(mlflow_project_job_info, {"kubeconfig": NO_CLUSTER})
+    assert result["failed"]
+    assert result["msg"].startswith("kubeconfig: ")
+
+
+_text = st.text(max_size=20)
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), _text)
+_json = st.recursive(
+    _scalar, lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(_text, c, max_size=3)), max_leaves=8
+)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    project=st.sampled_from(["wine", "awkward", "all_types", "template_extra", "no_docker", "missing"]),
+    entry_point=st.one_of(st.sampled_from(["main", "second", "Other_Entry", "run.py"]), _text),
+    parameters=st.dictionaries(
+        st.sampled_from(["alpha", "l1_ratio", "f", "i", "u", "n", "epochs", "x"]), _json, max_size=4
+    ),
+    optional=st.dictionaries(
+        st.sampled_from(
+            [
+                "namespace",
+                "service_account",
+                "image",
+                "build",
+                "repository_uri",
+                "job_template",
+                "env",
+                "labels",
+                "resources",
+                "node_selector",
+                "tolerations",
+                "image_pull_secrets",
+                "backoff_limit",
+                "wait_timeout",
+                "run_name",
+                "experiment_name",
+                "on_timeout",
+                "state",
+                "entry_point",
+            ]
+        ),
+        _json,
+        max_size=6,
+    ),
+)
+def test_fuzzed_options_never_give_a_traceback(project, entry_point, parameters, optional):
+    args = {
+        "project_uri": str(PROJECTS / project),
+        "entry_point": entry_point,
+        "parameters": parameters,
+        "image": "registry.local/x:1",
+        "tracking_uri": "http://127.0.0.1:9",
+        "kubeconfig": NO_CLUSTER,
+    }
+    args.update(optional)
+    result = run(mlflow_project_job, args)
+    # Nothing exists to submit to, so every call fails; each must fail by naming an option.
+    assert result.get("failed"), result
+    assert not result["msg"].startswith("unexpected error"), result["msg"]
+    assert names_an_option(result["msg"]), result["msg"]
