@@ -1,0 +1,144 @@
+"""The MLflow server exactly as the mlflow_server role renders it, runnable on this machine.
+
+``render_manifests`` runs a real ``ansible-playbook`` that includes the role with
+``tasks_from: manifests`` (the file the role applies from) and returns ``mlflow_server_manifests``.
+``server_command`` turns the rendered Deployment into the argv and environment of its server
+container, resolving every ``secretKeyRef`` from a mapping of real secrets; ``init_command``
+does the same for an init container. The benchmark and tests/services use these, so what
+they start is what the role deploys. The only change made is the bind address: loopback
+instead of ``0.0.0.0``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+LOOPBACK = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - what the pod binds; replaced by LOOPBACK here
+
+_PLAYBOOK = """\
+- hosts: localhost
+  gather_facts: false
+  connection: local
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Render the role
+      ansible.builtin.include_role:
+        name: mlops.mlflow_k8s.mlflow_server
+        tasks_from: manifests
+    - name: Write the manifests
+      ansible.builtin.copy:
+        content: "{{ {'manifests': mlflow_server_manifests, 'url': mlflow_server_url,
+                      'internal_url': mlflow_server_internal_url} | to_json }}"
+        dest: "{{ render_output }}"
+        mode: "0600"
+"""
+
+Secrets = Mapping[tuple[str, str], str]
+
+
+class RenderError(RuntimeError):
+    pass
+
+
+def render(role_vars: Mapping[str, Any], timeout: float = 300) -> dict[str, Any]:
+    """Render the role with ``role_vars``: {'manifests': [...], 'url': ..., 'internal_url': ...}."""
+    with tempfile.TemporaryDirectory(prefix="mlflow-server-render-") as tmp:
+        tmpdir = Path(tmp)
+        playbook = tmpdir / "render.yml"
+        playbook.write_text(_PLAYBOOK)
+        output = tmpdir / "out.json"
+        varfile = tmpdir / "vars.json"
+        fd = os.open(varfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({**role_vars, "render_output": str(output)}, handle)
+        env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}:{os.environ['PATH']}"}
+        proc = subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", "localhost,", str(playbook), "-e", f"@{varfile}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if proc.returncode != 0 or not output.exists():
+            raise RenderError(f"rendering the mlflow_server role failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+        return json.loads(output.read_text())
+
+
+def render_manifests(role_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return render(role_vars)["manifests"]
+
+
+def deployment(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(m for m in manifests if m["kind"] == "Deployment")
+
+
+def _container(manifests: list[dict[str, Any]], name: str, init: bool = False) -> dict[str, Any]:
+    spec = deployment(manifests)["spec"]["template"]["spec"]
+    containers = spec.get("initContainers", []) if init else spec["containers"]
+    return next(c for c in containers if c["name"] == name)
+
+
+def resolve_env(container: Mapping[str, Any], secrets: Secrets) -> dict[str, str]:
+    """The container's environment with every secretKeyRef looked up in ``secrets``."""
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+            continue
+        ref = item["valueFrom"]["secretKeyRef"]
+        key = (ref["name"], ref["key"])
+        if key not in secrets:
+            raise KeyError(f"env {item['name']} needs Secret {ref['name']} key {ref['key']}, not given")
+        env[item["name"]] = secrets[key]
+    return env
+
+
+def _executable(name: str) -> str:
+    """A container's command word, mapped onto this venv (mlflow, python) or the system (sh)."""
+    if (BIN / name).exists():
+        return str(BIN / name)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(name)
+    return found
+
+
+def server_command(manifests: list[dict[str, Any]], secrets: Secrets) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of the server container, bound to loopback instead of 0.0.0.0."""
+    container = _container(manifests, "mlflow-server")
+    command = [_executable(container["command"][0]), *container["command"][1:]]
+    args = [str(a) for a in container.get("args", [])]
+    host = args.index("--host")
+    if args[host + 1] != ALL_INTERFACES:
+        raise RenderError(f"the role no longer binds {ALL_INTERFACES}: {args}")
+    args[host + 1] = LOOPBACK
+    return command + args, resolve_env(container, secrets)
+
+
+def init_command(manifests: list[dict[str, Any]], name: str, secrets: Secrets) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of an init container (``db-upgrade``, ``auth-config``)."""
+    container = _container(manifests, name, init=True)
+    command = [_executable(container["command"][0]), *container["command"][1:]]
+    return command + [str(a) for a in container.get("args", [])], resolve_env(container, secrets)
+
+
+def base_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """A process environment without any MLFLOW_* of the caller, plus ``extra``; the venv first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+    env.update(extra)
+    return env

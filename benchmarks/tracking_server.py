@@ -1,0 +1,451 @@
+"""Tracking-server benchmark: the mlflow_server role's settings against `mlflow server`'s defaults.
+
+    python -m benchmarks tracking_server [--requests N] [--seconds S] [--concurrency C]
+                                         [--batch-size B] [--backends postgresql,mysql]
+
+For each backend (the real PostgreSQL and MariaDB of tests/harness/services) and each of two
+configurations, in one run:
+
+- ``role``: the server container exactly as the role renders it (benchmarks/_role.py: its
+  args and environment, with the role's defaults), bound to loopback;
+- ``defaults``: ``mlflow server --backend-store-uri URI --host 127.0.0.1 --port P``;
+
+a fresh database is created, the server started, and two workloads run from C client threads
+over keep-alive connections: ``log-metric`` (one metric per request) and ``log-batch`` (B
+metrics per request), each bounded by N requests and S seconds. It reports requests/s, p50
+and p95 latency, errors, the server's memory (PSS of its process tree) and the role/defaults
+ratios. Everything listens on 127.0.0.1; the databases are dropped afterwards. The figures
+are written to benchmarks/results/tracking_server-<time>.json as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import sqlalchemy
+
+from benchmarks import _role
+
+ROOT = _role.ROOT
+SERVICES = ROOT / "tests" / "harness" / "services"
+RESULTS = ROOT / "benchmarks" / "results"
+BACKENDS = ("postgresql", "mysql")
+CONFIGS = ("role", "defaults")
+
+
+# --------------------------------------------------------------------------- databases
+
+
+def services_env() -> dict[str, str]:
+    """Start (or reuse) the harness's PostgreSQL and MariaDB under a lease; their settings."""
+    subprocess.run([str(SERVICES), "start", "--lease", str(os.getpid())], check=True, cwd=ROOT)
+    out = subprocess.run([str(SERVICES), "env"], check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    env = {}
+    for line in out.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export ") :].partition("=")
+            env[key] = value.strip("'\"")
+    return env
+
+
+def release_services() -> None:
+    subprocess.run([str(SERVICES), "stop", "--lease", str(os.getpid())], check=False, cwd=ROOT)
+
+
+@contextlib.contextmanager
+def fresh_database(backend: str, env: dict[str, str]) -> Iterator[str]:
+    """A new, empty database on ``backend`` for one server; dropped afterwards. Yields its URI."""
+    name = f"mlflow_bench_{uuid.uuid4().hex[:10]}"
+    if backend == "postgresql":
+        user, password = env["MLFLOW_TEST_PG_USER"], env["MLFLOW_TEST_PG_PASSWORD"]
+        admin_uri = env["MLFLOW_TEST_PG_URI"]
+        uri = f"postgresql+psycopg2://{user}:{password}@127.0.0.1:5432/{name}"
+        engine = sqlalchemy.create_engine(admin_uri, isolation_level="AUTOCOMMIT")
+    else:
+        user, password = env["MLFLOW_TEST_MYSQL_USER"], env["MLFLOW_TEST_MYSQL_PASSWORD"]
+        port = env.get("MLFLOW_TEST_MYSQL_PORT", "3306")
+        admin_uri = env["MLFLOW_TEST_MYSQL_URI"]
+        uri = f"mysql+pymysql://{user}:{password}@127.0.0.1:{port}/{name}"
+        engine = sqlalchemy.create_engine(admin_uri)
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        if backend == "mysql":
+            conn.commit()
+    try:
+        yield uri
+    finally:
+        with engine.connect() as conn:
+            if backend == "postgresql":
+                conn.execute(
+                    sqlalchemy.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                    {"name": name},
+                )
+            conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}"))
+            if backend == "mysql":
+                conn.commit()
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_role.LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def tree_pids(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) used so far by ``root`` and its descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in tree_pids(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def settle(root: int, idle_share: float = 0.1, interval: float = 2.0, limit: float = 90.0) -> float:
+    """Wait until the server's process tree uses under ``idle_share`` of a core (start-up done)."""
+    began = time.monotonic()
+    last = cpu_seconds(root)
+    while time.monotonic() - began < limit:
+        time.sleep(interval)
+        now = cpu_seconds(root)
+        if (now - last) / interval < idle_share:
+            break
+        last = now
+    return time.monotonic() - began
+
+
+def pss_mb(root: int) -> float:
+    """Proportional set size of ``root`` and all its descendants, in MB."""
+    total_kb = 0
+    for pid in tree_pids(root):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
+@dataclass
+class Server:
+    config: str
+    backend: str
+    proc: subprocess.Popen
+    url: str
+    processes: int = 0
+    log: Path | None = None
+
+
+def role_command(uri: str, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    role_vars = {
+        "mlflow_server_port": port,
+        "mlflow_server_artifacts_mount_path": str(workdir / "artifacts"),
+        "cluster_node_addresses": [_role.LOOPBACK],
+    }
+    manifests = _role.render_manifests(role_vars)
+    secrets = {("mlflow-database-uri", "uri"): uri}
+    argv, env = _role.server_command(manifests, secrets)
+    # HOME and TMPDIR point at /tmp in the pod (an emptyDir); keep this run's files apart.
+    env.update({"HOME": str(workdir), "TMPDIR": str(workdir)})
+    return argv, env
+
+
+def defaults_command(uri: str, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    argv = [str(_role.BIN / "mlflow"), "server", "--backend-store-uri", uri, "--host", _role.LOOPBACK]
+    argv += ["--port", str(port)]
+    return argv, {"HOME": str(workdir), "TMPDIR": str(workdir)}
+
+
+@contextlib.contextmanager
+def running_server(config: str, backend: str, uri: str, startup_timeout: float = 180) -> Iterator[Server]:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{config}-{backend}-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        argv, extra = (role_command if config == "role" else defaults_command)(uri, port, workdir)
+        # Both without telemetry: it is not a server setting under test and there is no route out.
+        env = _role.base_env({**extra, "MLFLOW_DISABLE_TELEMETRY": "true"})
+        log = workdir / "server.log"
+        with log.open("w") as handle:
+            proc = subprocess.Popen(  # noqa: S603 - argv built from the role's rendering
+                argv, cwd=workdir, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        server = Server(config, backend, proc, f"http://{_role.LOOPBACK}:{port}", log=log)
+        try:
+            deadline = time.monotonic() + startup_timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{config}/{backend} server exited: {log.read_text()[-3000:]}")
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(f"{server.url}/health", timeout=2).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{config}/{backend} server not healthy in {startup_timeout}s")
+                time.sleep(0.5)
+            yield server
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+@dataclass
+class Measurement:
+    backend: str
+    config: str
+    operation: str
+    requests: int
+    errors: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    pss_mb: float = 0.0
+    processes: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+
+def _p(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def setup_runs(url: str, count: int) -> list[str]:
+    session = requests.Session()
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    exp = session.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": name}, timeout=30)
+    exp.raise_for_status()
+    experiment_id = exp.json()["experiment_id"]
+    runs = []
+    for _ in range(count):
+        r = session.post(
+            f"{url}/api/2.0/mlflow/runs/create",
+            json={"experiment_id": experiment_id, "start_time": int(time.time() * 1000)},
+            timeout=30,
+        )
+        r.raise_for_status()
+        runs.append(r.json()["run"]["info"]["run_id"])
+    return runs
+
+
+def workload(
+    server: Server, operation: str, runs: list[str], total: int, seconds: float, concurrency: int, batch_size: int
+) -> Measurement:
+    counter = iter(range(total))
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.monotonic() + seconds
+    endpoint = "log-metric" if operation == "log-metric" else "log-batch"
+
+    def body(i: int, run_id: str) -> dict[str, Any]:
+        now = int(time.time() * 1000)
+        if operation == "log-metric":
+            return {"run_id": run_id, "key": "loss", "value": 1.0 / (i + 1), "timestamp": now, "step": i}
+        metrics = [
+            {"key": f"m{j % 10}", "value": float(j), "timestamp": now, "step": i * batch_size + j}
+            for j in range(batch_size)
+        ]
+        return {"run_id": run_id, "metrics": metrics}
+
+    def client(worker: int) -> None:
+        session = requests.Session()
+        run_id = runs[worker % len(runs)]
+        while time.monotonic() < deadline:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            start = time.perf_counter()
+            try:
+                resp = session.post(f"{server.url}/api/2.0/mlflow/runs/{endpoint}", json=body(i, run_id), timeout=60)
+                ok = resp.status_code == 200
+                detail = f"{resp.status_code} {resp.text[:120]}"
+            except requests.RequestException as exc:
+                ok, detail = False, repr(exc)[:160]
+            elapsed = time.perf_counter() - start
+            with lock:
+                if ok:
+                    latencies.append(elapsed)
+                else:
+                    errors.append(detail)
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(concurrency)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    done = len(latencies)
+    return Measurement(
+        backend=server.backend,
+        config=server.config,
+        operation=operation,
+        requests=done,
+        errors=len(errors),
+        seconds=round(wall, 2),
+        rps=round(done / wall, 1) if wall else 0.0,
+        p50_ms=round(_p(latencies, 50) * 1000, 1),
+        p95_ms=round(_p(latencies, 95) * 1000, 1),
+        error_samples=errors[:3],
+    )
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
+    out = []
+    for backend in {m.backend for m in results}:
+        for op in ("log-metric", "log-batch"):
+            pick = {m.config: m for m in results if m.backend == backend and m.operation == op}
+            if set(pick) != set(CONFIGS):
+                continue
+            role, default = pick["role"], pick["defaults"]
+            out.append(
+                {
+                    "backend": backend,
+                    "operation": op,
+                    "rps_ratio": round(role.rps / default.rps, 2) if default.rps else None,
+                    "p95_ratio": round(role.p95_ms / default.p95_ms, 2) if default.p95_ms else None,
+                    "pss_ratio": round(role.pss_mb / default.pss_mb, 2) if default.pss_mb else None,
+                }
+            )
+    return sorted(out, key=lambda r: (r["backend"], r["operation"]))
+
+
+def table(results: list[Measurement], rat: list[dict[str, Any]]) -> str:
+    lines = [
+        f"{'backend':<11}{'config':<10}{'operation':<12}{'req':>6}{'err':>5}{'req/s':>9}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'PSS MB':>9}{'procs':>7}"
+    ]
+    for m in results:
+        lines.append(
+            f"{m.backend:<11}{m.config:<10}{m.operation:<12}{m.requests:>6}{m.errors:>5}{m.rps:>9.1f}"
+            f"{m.p50_ms:>9.1f}{m.p95_ms:>9.1f}{m.pss_mb:>9.0f}{m.processes:>7}"
+        )
+    lines.append("")
+    lines.append(f"{'backend':<11}{'operation':<12}{'req/s role/defaults':>21}{'p95 role/defaults':>19}{'PSS':>7}")
+    for r in rat:
+        lines.append(
+            f"{r['backend']:<11}{r['operation']:<12}{r['rps_ratio']!s:>21}{r['p95_ratio']!s:>19}{r['pss_ratio']!s:>7}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks tracking_server", description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=1500, help="requests per workload at most (default 1500)")
+    parser.add_argument("--seconds", type=float, default=20, help="seconds per workload at most (default 20)")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads (default 8)")
+    parser.add_argument("--batch-size", type=int, default=100, help="metrics per log-batch request (default 100)")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="postgresql,mysql (default both)")
+    parser.add_argument("--warmup", type=int, default=50, help="unmeasured requests before each workload")
+    args = parser.parse_args(argv)
+    backends = [b for b in args.backends.split(",") if b]
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"--backends: unknown {sorted(unknown)}; choose from {BACKENDS}")
+
+    env = services_env()
+    results: list[Measurement] = []
+    try:
+        for backend in backends:
+            for config in CONFIGS:
+                with fresh_database(backend, env) as uri, running_server(config, backend, uri) as server:
+                    # Both start extra processes (job runners with the defaults): measure after.
+                    waited = settle(server.proc.pid)
+                    print(f"{backend}/{config}: idle after {waited:.0f} s", file=sys.stderr, flush=True)
+                    runs = setup_runs(server.url, args.concurrency)
+                    for op in ("log-metric", "log-batch"):
+                        workload(server, op, runs, args.warmup, 30, args.concurrency, args.batch_size)
+                        m = workload(server, op, runs, args.requests, args.seconds, args.concurrency, args.batch_size)
+                        m.pss_mb = round(pss_mb(server.proc.pid), 0)
+                        m.processes = len(tree_pids(server.proc.pid))
+                        results.append(m)
+                        print(
+                            f"{backend}/{config}/{op}: {m.requests} req, {m.errors} err, {m.rps} req/s, "
+                            f"p95 {m.p95_ms} ms, PSS {m.pss_mb} MB",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+    finally:
+        release_services()
+    rat = ratios(results)
+    print(table(results, rat))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = RESULTS / f"tracking_server-{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "settings": vars(args),
+                "cpus": os.cpu_count(),
+                "load_average_before_report": os.getloadavg(),
+                "results": [asdict(m) for m in results],
+                "ratios": rat,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+    return 1 if any(m.errors for m in results if m.config == "role") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
