@@ -62,6 +62,7 @@ class Plan(object):
             template_source = backend["kube-job-template-path"]
             template_option = "backend_config"
         self.template = job_utils.load_template(template_source, template_option)
+        self.template_option = template_option
 
         self.project = load_project(params.get("project_uri"))
         if not self.project.name:
@@ -185,15 +186,34 @@ class Runner(object):
 
     def _call(self, action, func, *args, **kwargs):
         namespace = kwargs.pop("_namespace", None)
+        invalid_option = kwargs.pop("_invalid_option", None)
         kwargs.setdefault("_request_timeout", k8s_client.REQUEST_TIMEOUT)
         try:
             return func(*args, **kwargs)
         except Exception as exc:
             if isinstance(exc, ClusterError):
                 raise
+            if invalid_option and type(exc).__name__ == "ValidationError":  # the client's own model check
+                raise TemplateError(invalid_option, "the rendered Job is not a valid Job: {0}".format(exc)) from None
+            if invalid_option and getattr(exc, "status", None) in (400, 422):
+                raise TemplateError(
+                    invalid_option, "the API server rejects the rendered Job: {0}".format(k8s_client._reason(exc))
+                ) from None
             if _is_api_error(exc):
                 raise k8s_client.describe_api_error(exc, self.auth, action, namespace) from None
             raise
+
+    def dry_run(self, plan, manifest):
+        """Server-side dry run of the Job: the API's own validation and admission, nothing stored."""
+        return self._call(
+            "validate the Job (server-side dry run)",
+            self._batch.create_namespaced_job,
+            plan.namespace,
+            manifest,
+            dry_run="All",
+            _namespace=plan.namespace,
+            _invalid_option=plan.template_option,
+        )
 
     def check_namespace(self, namespace):
         try:
@@ -307,7 +327,8 @@ class Runner(object):
                 image_ref = (
                     image_utils.image_tag(plan.repository_uri, plan.content_hash) + "@sha256:<digest after push>"
                 )
-            manifest = plan.render(PLANNED_RUN_ID, experiment_id or "<created>", image_ref, job_tracking_uri, when)
+            manifest = plan.render(PLANNED_RUN_ID, experiment_id or "", image_ref, job_tracking_uri, when)
+            self.dry_run(plan, manifest)
             return {
                 "changed": True,
                 "job": manifest,
@@ -326,6 +347,8 @@ class Runner(object):
                 "diff": {"before": {}, "after": manifest},
             }
 
+        # The API server checks the Job before anything exists (with the prebuilt image, or a placeholder).
+        self.dry_run(plan, plan.render(PLANNED_RUN_ID, experiment_id, plan.base_image, job_tracking_uri, when))
         image_result = None
         image_ref = plan.base_image
         if plan.build:
@@ -357,6 +380,7 @@ class Runner(object):
                 plan.namespace,
                 manifest,
                 _namespace=plan.namespace,
+                _invalid_option=plan.template_option,
             )
             created = self._batch.api_client.sanitize_for_serialization(created)
             tracker.set_tags(

@@ -1,0 +1,305 @@
+"""mlflow_project_job and mlflow_project_job_info against a Kubernetes API.
+
+The module runs in-process through its entry point (patch_module_args), except for one test
+that runs playbooks/run_project.yml through ansible-playbook. MLflow is real: a tracking store
+on SQLite in the session's temporary directory (the services tests cover a real server on
+PostgreSQL). On a control plane without kubelet, the no-kubelet helper decides how each pod
+ends; on a cluster with real kubelets the project's own command decides the same thing (it
+echoes a message, sleeps, and exits with the code it is given), in the busybox image.
+"""
+
+import json
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from kubernetes import client as k8s_client
+from mlflow.tracking import MlflowClient
+
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
+from ansible_collections.mlops.mlflow_k8s.plugins.modules import mlflow_project_job, mlflow_project_job_info
+
+pytestmark = pytest.mark.cluster
+
+PROJECT_LABEL = {job_utils.LABEL_PROJECT: "cluster-test"}
+MLPROJECT = """\
+name: cluster-test
+entry_points:
+  main:
+    parameters:
+      message: {type: string, default: hello}
+      code: {type: int, default: 0}
+      seconds: {type: int, default: 0}
+    command: 'sh -c "echo $0; sleep $2; exit $1" {message} {code} {seconds}'
+"""
+
+
+class Exited(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+def _exit(self, **kwargs):
+    kwargs.setdefault("changed", False)
+    raise Exited(kwargs)
+
+
+def _fail(self, msg, **kwargs):
+    kwargs.update(failed=True, msg=msg)
+    raise Exited(kwargs)
+
+
+def run(module, args, check_mode=False):
+    args = dict(args)
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    with (
+        patch_module_args(args),
+        mock.patch.object(basic.AnsibleModule, "exit_json", _exit),
+        mock.patch.object(basic.AnsibleModule, "fail_json", _fail),
+        pytest.raises(Exited) as caught,
+    ):
+        module.main()
+    return caught.value.result
+
+
+@pytest.fixture(scope="session")
+def tracking(tmp_path_factory):
+    """A real MLflow tracking store (SQLite) and an experiment whose artifacts stay in tmp."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("cluster-tests", artifact_location=str(root / "artifacts"))
+    return {"uri": uri, "client": client, "experiment_id": experiment_id}
+
+
+@pytest.fixture
+def project(tmp_path):
+    path = tmp_path / "cluster-test"
+    path.mkdir()
+    (path / "MLproject").write_text(MLPROJECT)
+    return path
+
+
+@pytest.fixture
+def submit(kubeconfig, namespace, project, tracking, images):
+    def args(**extra):
+        base = {
+            "project_uri": str(project),
+            "image": images["busybox"],
+            "namespace": namespace,
+            "kubeconfig": kubeconfig,
+            "tracking_uri": tracking["uri"],
+            "job_tracking_uri": "http://mlflow-server.mlflow.svc:5000",
+            "experiment_id": tracking["experiment_id"],
+            "wait_timeout": 240,
+            "propagation_policy": "Background",
+        }
+        base.update(extra)
+        return base
+
+    return args
+
+
+@pytest.fixture
+def batch(k8s):
+    return k8s_client.BatchV1Api(k8s)
+
+
+def _run(tracking, run_id):
+    return tracking["client"].get_run(run_id)
+
+
+def _logs_available(cluster_kind):
+    return cluster_kind in ("standin", "real-kubelet")
+
+
+def test_submit_and_wait_complete(submit, kubelet, tracking, batch, namespace, cluster_kind):
+    kubelet.outcome(PROJECT_LABEL, "succeed", log="hello\nepoch 1 loss 0.5\n")
+    result = run(mlflow_project_job, submit(wait=True, parameters={"message": "hello"}, run_name="ok"))
+    assert result["changed"], result
+    assert result["state"] == "Complete"
+    assert not result["timed_out"]
+    run_id = result["run"]["run_id"]
+    mlflow_run = _run(tracking, run_id)
+    assert mlflow_run.info.status == "FINISHED"
+    assert mlflow_run.data.tags["mlflow.project.backend"] == "kubernetes"
+    assert mlflow_run.data.tags["mlflow.project.env"] == "docker"
+    assert mlflow_run.data.tags["mlflow.project.entryPoint"] == "main"
+    assert mlflow_run.data.params == {"message": "hello", "code": "0", "seconds": "0"}
+
+    job = batch.read_namespaced_job(result["job_name"], namespace)
+    assert job.metadata.labels[job_utils.LABEL_RUN_ID] == run_id
+    container = job.spec.template.spec.containers[0]
+    assert container.name == "cluster-test"
+    assert container.command == ["sh", "-c", "echo $0; sleep $2; exit $1", "hello", "0", "0"]
+    env = {e.name: e.value for e in container.env}
+    assert env["MLFLOW_RUN_ID"] == run_id
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow-server.mlflow.svc:5000"
+    assert env["MLFLOW_EXPERIMENT_ID"] == tracking["experiment_id"]
+    if _logs_available(cluster_kind):
+        assert "hello" in result["logs"]
+        artifacts = [a.path for a in tracking["client"].list_artifacts(run_id, "kubernetes")]
+        assert artifacts == ["kubernetes/job.log"]
+
+
+def test_wait_failed(submit, kubelet, tracking):
+    kubelet.outcome(PROJECT_LABEL, "fail", exit_code=3, log="Traceback: boom\n")
+    result = run(mlflow_project_job, submit(wait=True, parameters={"code": 3}))
+    assert result["state"] == "Failed"
+    assert _run(tracking, result["run"]["run_id"]).info.status == "FAILED"
+
+
+def test_timeout_deletes_job_and_kills_run(submit, kubelet, tracking, watch_for, namespace):
+    kubelet.outcome(PROJECT_LABEL, "run")
+    result = run(mlflow_project_job, submit(wait=True, wait_timeout=2, parameters={"seconds": 600}))
+    assert result["timed_out"] and result["job_deleted"]
+    assert _run(tracking, result["run"]["run_id"]).info.status == "KILLED"
+    assert watch_for("batch/v1", "Job", namespace, result["job_name"], lambda obj: obj is None) is None
+
+
+def test_timeout_keep_leaves_job_running(submit, kubelet, tracking, batch, namespace):
+    kubelet.outcome(PROJECT_LABEL, "run")
+    result = run(mlflow_project_job, submit(wait=True, wait_timeout=1, on_timeout="keep", parameters={"seconds": 600}))
+    assert result["timed_out"] and "job_deleted" not in result
+    assert _run(tracking, result["run"]["run_id"]).info.status == "RUNNING"
+    assert batch.read_namespaced_job(result["job_name"], namespace).metadata.name == result["job_name"]
+
+
+def test_state_absent_deletes_job_and_kills_run(submit, kubelet, tracking, watch_for, namespace):
+    kubelet.outcome(PROJECT_LABEL, "run")
+    submitted = run(mlflow_project_job, submit(parameters={"seconds": 600}))
+    run_id = submitted["run"]["run_id"]
+    removed = run(
+        mlflow_project_job,
+        {"state": "absent", "namespace": namespace, "run_id": run_id, "kubeconfig": submit()["kubeconfig"]},
+    )
+    assert removed["changed"] and removed["deleted"] == [submitted["job_name"]]
+    assert removed["killed_runs"] == [run_id]
+    assert _run(tracking, run_id).info.status == "KILLED"
+    assert watch_for("batch/v1", "Job", namespace, submitted["job_name"], lambda obj: obj is None) is None
+    again = run(
+        mlflow_project_job,
+        {"state": "absent", "namespace": namespace, "run_id": run_id, "kubeconfig": submit()["kubeconfig"]},
+    )
+    assert not again["changed"]
+
+
+def test_idempotent_resubmission_and_force(submit, kubelet, batch, namespace, tracking):
+    kubelet.outcome(PROJECT_LABEL, "run")
+    first = run(mlflow_project_job, submit(parameters={"seconds": 600}, run_name="same"))
+    second = run(mlflow_project_job, submit(parameters={"seconds": 600}, run_name="same"))
+    assert first["changed"] and not second["changed"]
+    assert second["existing"] and second["job_name"] == first["job_name"]
+    assert second["run"]["run_id"] == first["run"]["run_id"]
+    other = run(mlflow_project_job, submit(parameters={"seconds": 601}, run_name="same"))
+    assert other["changed"] and other["job_name"] != first["job_name"]
+    forced = run(mlflow_project_job, submit(parameters={"seconds": 600}, run_name="same", force=True))
+    assert forced["changed"] and forced["job_name"] != first["job_name"]
+    jobs = batch.list_namespaced_job(namespace).items
+    assert len(jobs) == 3
+
+
+def test_recovery_after_the_submitter_died(submit, kubelet, tracking, watch_for, namespace, cluster_kind):
+    # The submitter returns without waiting (as if it died): the run stays RUNNING while the Job ends.
+    kubelet.outcome(PROJECT_LABEL, "fail", exit_code=2, log="killed by OOM\n")
+    submitted = run(mlflow_project_job, submit(parameters={"code": 2}))
+    run_id = submitted["run"]["run_id"]
+    assert submitted["run"]["status"] == "RUNNING"
+    watch_for("batch/v1", "Job", namespace, submitted["job_name"], lambda o: job_utils.job_state(o) == "Failed")
+    assert _run(tracking, run_id).info.status == "RUNNING"
+
+    info = run(mlflow_project_job_info, {"namespace": namespace, "kubeconfig": submit()["kubeconfig"], "logs": True})
+    assert info["changed"]
+    (item,) = info["jobs"]
+    assert (item["run_id"], item["state"], item["run_status"], item["run_synced"]) == (run_id, "Failed", "FAILED", True)
+    if _logs_available(cluster_kind):
+        assert "OOM" in item["logs"]
+    again = run(mlflow_project_job_info, {"namespace": namespace, "kubeconfig": submit()["kubeconfig"]})
+    assert not again["changed"]
+
+
+def test_resubmission_brings_the_run_up_to_date(submit, kubelet, tracking, watch_for, namespace):
+    kubelet.outcome(PROJECT_LABEL, "succeed")
+    submitted = run(mlflow_project_job, submit(parameters={"message": "later"}))
+    watch_for("batch/v1", "Job", namespace, submitted["job_name"], lambda o: job_utils.job_state(o) == "Complete")
+    again = run(mlflow_project_job, submit(parameters={"message": "later"}))
+    assert again["existing"] and again["run_synced"] and again["changed"]
+    assert _run(tracking, submitted["run"]["run_id"]).info.status == "FINISHED"
+    third = run(mlflow_project_job, submit(parameters={"message": "later"}))
+    assert not third["changed"]
+
+
+def test_check_mode_creates_nothing(submit, batch, namespace, tracking):
+    before = len(tracking["client"].search_runs([tracking["experiment_id"]]))
+    result = run(mlflow_project_job, submit(parameters={"message": "dry"}), check_mode=True)
+    assert result["changed"]
+    assert result["run"]["status"] == "PLANNED"
+    assert result["run"]["params"] == {"message": "dry", "code": "0", "seconds": "0"}
+    assert result["job"]["spec"]["template"]["spec"]["containers"][0]["command"][-3:] == ["dry", "0", "0"]
+    assert batch.list_namespaced_job(namespace).items == []
+    assert len(tracking["client"].search_runs([tracking["experiment_id"]])) == before
+
+
+def test_invalid_job_is_refused_before_anything_exists(submit, batch, namespace, tracking):
+    # A port number that is not a number: refused before the run is created (the dry run checks it).
+    template = json.loads(json.dumps(job_utils.DEFAULT_TEMPLATE))
+    template["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": "not-a-port"}]
+    result = run(mlflow_project_job, submit(job_template=template, run_name="refused"))
+    assert result["failed"] and result["option"] == "job_template", result
+    assert "not a valid Job" in result["msg"] or "rejects the rendered Job" in result["msg"]
+    assert tracking["client"].search_runs([tracking["experiment_id"]], "tags.mlflow.runName = 'refused'") == []
+    assert batch.list_namespaced_job(namespace).items == []
+
+
+def test_failure_after_the_run_exists_leaves_nothing(submit, kubelet, batch, namespace, tracking):
+    # FAKE, thin: the tracking server fails right after the Job was created (it cannot be made to
+    # fail on cue for real). Everything else is real: the Job must be deleted, the run FAILED.
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import tracking as tracking_utils
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import TrackingError
+
+    kubelet.outcome(PROJECT_LABEL, "run")
+
+    def broken(self, run_id, tags):
+        raise TrackingError("tracking_uri", "the tracking server went away")
+
+    with mock.patch.object(tracking_utils.Tracker, "set_tags", broken):
+        result = run(mlflow_project_job, submit(run_name="half-made", parameters={"seconds": 600}))
+    assert result["failed"] and result["option"] == "tracking_uri"
+    runs = tracking["client"].search_runs([tracking["experiment_id"]], "tags.mlflow.runName = 'half-made'")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    remaining = [j for j in batch.list_namespaced_job(namespace).items if not j.metadata.deletion_timestamp]
+    assert remaining == []
+
+
+def test_unreachable_tracking_server_fails_before_anything(submit, batch, namespace):
+    result = run(mlflow_project_job, submit(tracking_uri="http://127.0.0.1:9"))
+    assert result["failed"] and result["option"] == "tracking_uri"
+    assert "unreachable" in result["msg"]
+    assert batch.list_namespaced_job(namespace).items == []
+
+
+def test_missing_namespace_is_named(submit):
+    result = run(mlflow_project_job, submit(namespace="no-such-namespace-here"))
+    assert result["failed"] and result["option"] == "namespace"
+    assert "does not exist" in result["msg"]
+
+
+def test_run_project_playbook(playbook, kubelet, namespace, project, tracking, images):
+    kubelet.outcome(PROJECT_LABEL, "succeed", log="from the playbook\n")
+    root = Path(__file__).resolve().parents[2]
+    extra = {
+        "project_uri": str(project),
+        "project_runner_image": images["busybox"],
+        "project_runner_namespace": namespace,
+        "project_runner_tracking_uri": tracking["uri"],
+        "project_runner_experiment_id": tracking["experiment_id"],
+        "project_parameters": {"message": "playbook"},
+    }
+    result = playbook(root / "playbooks" / "run_project.yml", extra_vars=extra)
+    assert result.rc == 0, result.summary()
+    runs = tracking["client"].search_runs([tracking["experiment_id"]], "params.message = 'playbook'")
+    assert [r.info.status for r in runs] == ["FINISHED"]
