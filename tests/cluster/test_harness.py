@@ -1,0 +1,236 @@
+"""The cluster-test machinery proves itself on whatever cluster the session has.
+
+In CI that is the API stand-in with the simulated kubelet; on a real cluster the same tests
+run real pods (the kubelet helper steps aside), which is why every Job here really does what
+the helper's rule says it does.
+"""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from tests.harness.kubelet import LOG_ANNOTATION, SIMULATED_LABEL, SimKubelet
+
+pytestmark = pytest.mark.cluster
+
+STANDARD_LABELS = {
+    "app.kubernetes.io/part-of": "mlflow-k8s",
+    "app.kubernetes.io/managed-by": "ansible",
+    "app.kubernetes.io/name": "harness-test",
+    "app.kubernetes.io/instance": "harness",
+}
+
+
+def _job(name: str, image: str, script: str) -> dict:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": STANDARD_LABELS},
+        "spec": {
+            "backoffLimit": 0,  # one pod: a failure fails the Job now, not after six retries
+            "template": {
+                "metadata": {"labels": STANDARD_LABELS},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "main", "image": image, "command": ["sh", "-c", script]}],
+                },
+            },
+        },
+    }
+
+
+def _true_conditions(job: dict | None) -> set[str]:
+    conditions = ((job or {}).get("status") or {}).get("conditions") or []
+    return {c["type"] for c in conditions if c.get("status") == "True"}
+
+
+def _finished(job: dict | None) -> bool:
+    return bool(_true_conditions(job) & {"Complete", "Failed"})
+
+
+def _pods_of(dyn, namespace: str, job: str) -> list[dict]:
+    pods = dyn.request("get", f"/api/v1/namespaces/{namespace}/pods", label_selector=f"job-name={job}")
+    return pods.to_dict().get("items") or []
+
+
+def test_target_is_known(cluster, cluster_kind, k8s):
+    from kubernetes import client
+
+    assert cluster_kind in ("real-kubelet", "no-kubelet", "standin")
+    version = client.VersionApi(k8s).get_code()
+    assert version.git_version in cluster.version
+
+
+def test_namespace_fixture_deletes_what_it_made(dyn, make_namespace, images):
+    with make_namespace("cleanup-probe") as name:
+        namespace = dyn.request("get", f"/api/v1/namespaces/{name}").to_dict()
+        assert namespace["metadata"]["labels"]["mlflow-k8s.test/owner"] == "pytest"
+        assert name.startswith("t-cleanup-probe-")
+        dyn.request(
+            "post",
+            f"/api/v1/namespaces/{name}/configmaps",
+            body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "left-behind"}, "data": {"a": "b"}},
+        )
+    with pytest.raises(NotFoundError):
+        dyn.request("get", f"/api/v1/namespaces/{name}")
+    with pytest.raises(NotFoundError):
+        dyn.request("get", f"/api/v1/namespaces/{name}/configmaps/left-behind")
+
+
+def test_job_driven_to_complete(dyn, namespace, kubelet, images, watch_for, cluster_kind):
+    kubelet.outcome("finishes", "succeed", log="all done\n")
+    dyn.request(
+        "post", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=_job("finishes", images["busybox"], "echo all done")
+    )
+    job = watch_for("batch/v1", "Job", namespace, "finishes", _finished)
+    assert "Complete" in _true_conditions(job), job["status"]
+    assert "Failed" not in _true_conditions(job)
+    (pod,) = _pods_of(dyn, namespace, "finishes")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    if cluster_kind != "no-kubelet":  # a control plane without kubelet cannot serve logs
+        from kubernetes import client
+
+        log = client.CoreV1Api(dyn.client).read_namespaced_pod_log(pod["metadata"]["name"], namespace)
+        assert log == "all done\n"
+
+
+def test_job_driven_to_failed(dyn, namespace, kubelet, images, watch_for):
+    kubelet.outcome("breaks", "fail", exit_code=3, log="about to fail\n")
+    script = "echo about to fail; exit 3"
+    dyn.request("post", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=_job("breaks", images["busybox"], script))
+    job = watch_for("batch/v1", "Job", namespace, "breaks", _finished)
+    assert "Failed" in _true_conditions(job), job["status"]
+    assert "Complete" not in _true_conditions(job)
+    (pod,) = _pods_of(dyn, namespace, "breaks")
+    assert pod["status"]["phase"] == "Failed"
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 3
+    if kubelet.active:
+        assert pod["metadata"]["annotations"][LOG_ANNOTATION] == "about to fail\n"
+
+
+def test_job_rule_run_keeps_pod_running(dyn, namespace, kubelet, images, watch_for):
+    if not kubelet.active:
+        pytest.skip("a real kubelet runs this cluster's pods: outcomes are the images' own")
+    kubelet.outcome("job-name=lingers", "run")
+    dyn.request(
+        "post", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=_job("lingers", images["busybox"], "sleep 3600")
+    )
+
+    def running(p):
+        return bool(p) and (p.get("status") or {}).get("phase") == "Running"
+
+    watch_for("batch/v1", "Job", namespace, "lingers", lambda j: ((j or {}).get("status") or {}).get("active") == 1)
+    pods = _pods_of(dyn, namespace, "lingers")
+    pod = watch_for("v1", "Pod", namespace, pods[0]["metadata"]["name"], running)
+    ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert ready["Ready"] == "True"
+    # the last rule wins: now it may finish
+    kubelet.outcome("lingers", "succeed")
+    job = watch_for("batch/v1", "Job", namespace, "lingers", _finished)
+    assert "Complete" in _true_conditions(job)
+
+
+def test_deployment_applied_by_playbook_becomes_available(playbook, namespace, kubelet, images, dyn):
+    plays = [
+        {
+            "name": "Apply a Deployment and wait for it",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Apply the Deployment",
+                    "kubernetes.core.k8s": {
+                        "state": "present",
+                        "namespace": "{{ harness_namespace }}",
+                        "wait": True,
+                        "wait_timeout": 300,
+                        "definition": {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "metadata": {"name": "sleeper", "labels": STANDARD_LABELS},
+                            "spec": {
+                                "replicas": 2,
+                                "selector": {"matchLabels": {"app.kubernetes.io/name": "harness-test"}},
+                                "template": {
+                                    "metadata": {"labels": STANDARD_LABELS},
+                                    "spec": {
+                                        "terminationGracePeriodSeconds": 1,
+                                        "containers": [{"name": "main", "image": "{{ harness_image }}"}],
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            ],
+        }
+    ]
+    extra_vars = {"harness_namespace": namespace, "harness_image": images["pause"]}
+
+    check = playbook(plays, extra_vars=extra_vars, check=True)
+    assert check.rc == 0, check.summary()
+    assert [t.name for t in check.changed_tasks()] == ["Apply the Deployment"]
+    with pytest.raises(NotFoundError):  # check mode created nothing
+        dyn.request("get", f"/apis/apps/v1/namespaces/{namespace}/deployments/sleeper")
+
+    first = playbook(plays, extra_vars=extra_vars)
+    assert first.rc == 0, first.summary()
+    assert [t.name for t in first.changed_tasks()] == ["Apply the Deployment"]
+    status = dyn.request("get", f"/apis/apps/v1/namespaces/{namespace}/deployments/sleeper").to_dict()["status"]
+    assert status["availableReplicas"] == 2
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Available"] == "True"
+
+    second = playbook(plays, extra_vars=extra_vars)
+    assert second.rc == 0, second.summary()
+    assert second.changed == 0, second.summary()
+    assert second.changed_tasks() == []
+
+
+def test_simulated_node_registered_and_removed(k8s, dyn, namespace, cluster_kind):
+    with SimKubelet(k8s, namespace) as helper:
+        if cluster_kind == "real-kubelet":
+            assert not helper.active and helper.steps_aside and helper.real_nodes
+            return
+        assert helper.active
+        node = dyn.request("get", f"/api/v1/nodes/{helper.node_name}").to_dict()
+        labels = node["metadata"]["labels"]
+        assert labels[SIMULATED_LABEL] == "true"
+        assert labels["kubernetes.io/hostname"] == helper.node_name
+        assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
+        assert not node["spec"].get("unschedulable")
+        assert node["status"]["allocatable"]["pods"] == "110"
+    with pytest.raises(NotFoundError):
+        dyn.request("get", f"/api/v1/nodes/{helper.node_name}")
+    assert helper.errors == []
+
+
+def test_helper_steps_aside_for_a_real_kubelet(k8s, dyn, namespace, cluster_kind):
+    if cluster_kind == "real-kubelet":
+        helper = SimKubelet(k8s, namespace).start()
+        assert helper.steps_aside and not helper.active
+        helper.stop()
+        return
+    # Pretend a real kubelet: a Ready node without the simulated label (unschedulable, so no
+    # pod of another test lands on it).
+    name = f"pretend-real-{namespace}"[:63]
+    dyn.request(
+        "post",
+        "/api/v1/nodes",
+        body={"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"unschedulable": True}},
+    )
+    try:
+        node = dyn.request("get", f"/api/v1/nodes/{name}").to_dict()
+        node["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}
+        dyn.request("put", f"/api/v1/nodes/{name}/status", body=node)
+        with SimKubelet(k8s, namespace) as helper:
+            assert helper.steps_aside
+            assert not helper.active
+            assert name in helper.real_nodes
+            with pytest.raises(NotFoundError):  # it registered nothing
+                dyn.request("get", f"/api/v1/nodes/{helper.node_name}")
+    finally:
+        dyn.request("delete", f"/api/v1/nodes/{name}")
