@@ -70,6 +70,7 @@ class Resource:
     verbs: set[str] = field(default_factory=set)
     subresources: dict[str, set[str]] = field(default_factory=dict)
     schema_key: str | None = None
+    delete_returns_object: bool = False
 
     @property
     def api_version(self) -> str:
@@ -128,14 +129,25 @@ def _plural_candidates(kind: str) -> list[str]:
     return [low + "s"]
 
 
-def _client_paths() -> set[tuple[str, str]]:
-    """(method, path) pairs of every call in the generated client."""
+def _client_paths() -> tuple[set[tuple[str, str]], set[str]]:
+    """(method, path) pairs of every call in the generated client, and the DELETE paths
+    that answer with the deleted object rather than a Status."""
     api_dir = Path(kubernetes.client.__file__).parent / "api"
-    pairs = set()
-    for source in api_dir.glob("*_api.py"):
-        text = source.read_text()
-        pairs.update(re.findall(r"method='(\w+)',\s*resource_path='([^']+)'", text))
-    return pairs
+    pairs, returns_object = set(), set()
+    for source in api_dir.glob("*_v[0-9]_api.py"):  # stable versions only
+        answers, deletes = {}, {}
+        for chunk in source.read_text().split("\n    def ")[1:]:
+            name = chunk.split("(", 1)[0]
+            call = re.search(r"method='(\w+)',\s*resource_path='([^']+)'", chunk)
+            if call:
+                pairs.add(call.groups())
+                if call[1] == "DELETE":
+                    deletes[name.removeprefix("_").removesuffix("_serialize")] = call[2]
+            answer = re.search(r"'200': \"(\w+)\"", chunk)
+            if answer:
+                answers.setdefault(name, answer[1])
+        returns_object.update(p for f, p in deletes.items() if answers.get(f) not in (None, "object", "V1Status"))
+    return pairs, returns_object
 
 
 def schema_dir(version: str) -> Path:
@@ -159,9 +171,9 @@ class Catalog:
             for gvk in schema.get("x-kubernetes-group-version-kind", []):
                 gvk_schema[(gvk["group"], gvk["version"], gvk["kind"])] = key
         self.resources: dict[tuple[str, str, str], Resource] = {}
-        self._build(_client_paths(), gvk_schema)
+        self._build(*_client_paths(), gvk_schema)
 
-    def _build(self, pairs, gvk_schema) -> None:
+    def _build(self, pairs, returns_object, gvk_schema) -> None:
         kinds_by_gv: dict[tuple[str, str], list[str]] = {}
         for group, version, kind in gvk_schema:
             kinds_by_gv.setdefault((group, version), []).append(kind)
@@ -193,6 +205,7 @@ class Catalog:
                     res.subresources.setdefault(sub, set()).update(_VERB_OF.get(("item", method), ()))
             else:
                 res.verbs.update(_VERB_OF.get((scope, method), ()))
+                res.delete_returns_object |= method == "DELETE" and path in returns_object
         for res in self.resources.values():
             if "log" in res.subresources:
                 res.subresources["log"] = {"get"}

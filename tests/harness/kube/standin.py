@@ -273,7 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "Invalid",
                     'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
                 )
-            _need_body(body)
+            if not (patch_type == "json" and isinstance(body, list)):
+                _need_body(body)
             with store.lock:
                 existed = store.find(res.key, ns if res.namespaced else "", name) is not None
                 out = store.patch(
@@ -289,8 +290,8 @@ class _Handler(BaseHTTPRequestHandler):
             obj, gone = store.delete(
                 res, ns, name, propagation=propagation, dry_run=dry_run, preconditions=options.get("preconditions")
             )
-            if not gone:
-                return 202, obj
+            if not gone or res.delete_returns_object:
+                return 200, obj
             details = {"name": name, "group": group, "kind": res.plural, "uid": obj["metadata"]["uid"]}
             return 200, status_body(200, "", "", {k: v for k, v in details.items() if v}, ok=True)
         # deletecollection
