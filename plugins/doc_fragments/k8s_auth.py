@@ -16,29 +16,32 @@ options:
       - Path of a kubeconfig file.
       - Without O(kubeconfig) and O(host), the first file of E(KUBECONFIG), then C(~/.kube/config), then the
         in-cluster service account are used.
+      - Defaults to E(K8S_AUTH_KUBECONFIG), as the kubernetes.core modules.
     type: path
   context:
     description:
       - Context of the kubeconfig to use. Defaults to the kubeconfig's current context.
       - C(kube-context) of O(backend_config) is used when this is not set.
+      - Defaults to E(K8S_AUTH_CONTEXT).
     type: str
   host:
     description:
       - URL of the Kubernetes API server, used with O(api_key) instead of a kubeconfig.
+      - Defaults to E(K8S_AUTH_HOST).
     type: str
   api_key:
     description:
-      - Bearer token for O(host).
+      - Bearer token for O(host). Defaults to E(K8S_AUTH_API_KEY).
     type: str
   validate_certs:
     description:
-      - Whether to verify the API server's TLS certificate.
+      - Whether to verify the API server's TLS certificate. Defaults to E(K8S_AUTH_VERIFY_SSL), then true.
     type: bool
     default: true
     aliases: [verify_ssl]
   ca_cert:
     description:
-      - Path of a CA bundle to verify the API server's certificate with.
+      - Path of a CA bundle to verify the API server's certificate with. Defaults to E(K8S_AUTH_SSL_CA_CERT).
     type: path
     aliases: [ssl_ca_cert]
 requirements:

@@ -293,10 +293,10 @@ def test_run_project_playbook(playbook, kubelet, namespace, project, tracking, i
     root = Path(__file__).resolve().parents[2]
     extra = {
         "project_uri": str(project),
-        "project_runner_image": images["busybox"],
+        "project_image": images["busybox"],
         "project_runner_namespace": namespace,
-        "project_runner_tracking_uri": tracking["uri"],
-        "project_runner_experiment_id": tracking["experiment_id"],
+        "project_tracking_uri": tracking["uri"],
+        "project_experiment_id": tracking["experiment_id"],
         "project_parameters": {"message": "playbook"},
     }
     result = playbook(root / "playbooks" / "run_project.yml", extra_vars=extra)

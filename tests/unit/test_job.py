@@ -21,7 +21,7 @@ PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 WHEN = datetime.datetime(2026, 11, 22, 15, 30, 1, 123456)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Oldest and newest schema versions kubernetes-validate ships that we claim to support.
-K8S_VERSIONS = ["1.26.0", "1.34.0"]
+K8S_VERSIONS = ["1.32.0", "1.37.0"]  # tests/manifests/harness.py: oldest and newest supported
 RUN_ENV = {"MLFLOW_RUN_ID": "0" * 32, "MLFLOW_TRACKING_URI": "http://mlflow:5000", "MLFLOW_EXPERIMENT_ID": "3"}
 
 
