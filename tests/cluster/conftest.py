@@ -55,13 +55,8 @@ class ClusterTarget:
 
 
 def _kind_of(kubeconfig: str) -> str:
-    from kubernetes import client
-
     api = kubelet_helper.new_api_client(kubeconfig)
     try:
-        version = client.VersionApi(api).get_code(_request_timeout=PROBE_TIMEOUT)
-        if version.compiler == "standin":
-            return "standin"
         return kubelet_helper.classify(api)
     finally:
         api.close()

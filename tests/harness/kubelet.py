@@ -143,7 +143,7 @@ def parse_label_selector(text: str) -> list[tuple[str, str, str | None]]:
         negate, key, op, value = match.groups()
         if op:
             if negate:
-                raise ValueError(f"'!' and an operator in one term: {part!r}")
+                raise ValueError(f"not a label selector term ('!' and an operator): {part!r}")
             terms.append((key, "!=" if op == "!=" else "=", value))
         else:
             terms.append((key, "!exists" if negate else "exists", None))
@@ -375,9 +375,13 @@ def probe(kubeconfig: str, timeout: float = 5.0) -> tuple[bool, str]:
 
 
 def classify(api_client) -> str:
-    """'real-kubelet' when a Ready node with a real kubelet exists, else 'no-kubelet'."""
+    """'standin' for the API stand-in of tests/harness/kube, else 'real-kubelet' when a Ready
+    node with a real kubelet exists, else 'no-kubelet'."""
+    from kubernetes import client
     from kubernetes.dynamic import DynamicClient
 
+    if client.VersionApi(api_client).get_code(_request_timeout=10).compiler == "standin":
+        return "standin"
     dyn = DynamicClient(api_client)
     nodes = dyn.request("get", "/api/v1/nodes").to_dict().get("items") or []
     return "real-kubelet" if real_kubelet_nodes(nodes) else "no-kubelet"

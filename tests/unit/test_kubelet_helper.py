@@ -1,0 +1,176 @@
+"""The no-kubelet helper's decisions (tests/harness/kubelet.py), without a cluster.
+
+The objects it writes are checked against the real OpenAPI schema (kubernetes-validate,
+strict), the same oracle the manifests harness uses.
+"""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+from tests.harness.kubelet import (
+    DEFAULT_RULE,
+    SIMULATED_LABEL,
+    labels_match,
+    make_rule,
+    node_manifest,
+    parse_label_selector,
+    pick_rule,
+    real_kubelet_nodes,
+    running_status,
+    runs_to_completion,
+    terminated_status,
+)
+
+NEWEST = "1.37"
+
+
+def _pod(name="train-abcde", job="train", restart="Never", init=(), containers=("main",), labels=None):
+    metadata = {"name": name, "namespace": "ns", "uid": "1234", "labels": dict(labels or {})}
+    if job:
+        metadata["labels"].update({"batch.kubernetes.io/job-name": job, "job-name": job})
+        metadata["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": "9", "controller": True}
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {
+            "restartPolicy": restart,
+            "nodeName": "sim-kubelet-x",
+            "initContainers": [{"name": n, "image": "busybox", **extra} for n, extra in init],
+            "containers": [{"name": n, "image": "busybox"} for n in containers],
+        },
+        "status": {"phase": "Pending"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "expected"),
+    [
+        ("app=a", {"app": "a"}, True),
+        ("app==a", {"app": "a"}, True),
+        ("app=a", {"app": "b"}, False),
+        ("app!=a", {"app": "b"}, True),
+        ("app!=a", {}, True),
+        ("app", {"app": ""}, True),
+        ("!app", {"app": "x"}, False),
+        ("app=a,tier!=db", {"app": "a", "tier": "web"}, True),
+        ("app=a,tier!=db", {"app": "a", "tier": "db"}, False),
+    ],
+)
+def test_label_selectors(selector, labels, expected):
+    assert labels_match(parse_label_selector(selector), labels) is expected
+
+
+@pytest.mark.parametrize("selector", ["app in (a,b)", "a=b=c", "!a=b", ""])
+def test_label_selector_rejects_what_it_cannot_read(selector):
+    with pytest.raises(ValueError, match="selector"):
+        parse_label_selector(selector)
+
+
+def test_rules_match_jobs_by_owner_label_or_labels():
+    pod = _pod(labels={"app.kubernetes.io/name": "mlflow-project"})
+    assert make_rule("train").matches(pod)
+    assert not make_rule("other").matches(pod)
+    assert make_rule("app.kubernetes.io/name=mlflow-project").matches(pod)
+    assert make_rule({"app.kubernetes.io/name": "mlflow-project"}).matches(pod)
+    assert not make_rule({"app.kubernetes.io/name": "postgresql"}).matches(pod)
+    by_label_only = _pod(job=None, labels={"job-name": "train"})
+    assert make_rule("train").matches(by_label_only)
+
+
+def test_last_matching_rule_wins_and_default_succeeds():
+    pod = _pod()
+    first = make_rule("train", "run")
+    second = make_rule("job-name=train", "fail", exit_code=2)
+    unrelated = make_rule("other", "fail")
+    assert pick_rule([first, second, unrelated], pod) is second
+    assert pick_rule([second, first], pod) is first
+    assert pick_rule([unrelated], pod) is DEFAULT_RULE
+    assert DEFAULT_RULE.outcome == "succeed" and DEFAULT_RULE.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"outcome": "crash"}, "outcome must be one of"),
+        ({"outcome": "succeed", "exit_code": 1}, "needs exit_code 0"),
+        ({"outcome": "fail", "exit_code": 0}, "non-zero"),
+        ({"delay": -1}, "delay"),
+    ],
+)
+def test_make_rule_rejects_contradictions(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_rule("train", **kwargs)
+
+
+def test_make_rule_defaults_exit_codes():
+    assert make_rule("a", "fail").exit_code == 1
+    assert make_rule("a", "succeed").exit_code == 0
+    assert make_rule("a", "run").exit_code == 0
+
+
+def test_only_run_to_completion_pods_end():
+    assert runs_to_completion(_pod(restart="Never"))
+    assert runs_to_completion(_pod(restart="OnFailure"))
+    assert not runs_to_completion(_pod(job=None, restart="Always"))
+    pod = _pod(job=None)
+    del pod["spec"]["restartPolicy"]  # the API's default is Always
+    assert not runs_to_completion(pod)
+
+
+def test_running_status_is_ready_with_init_containers_done():
+    pod = _pod(init=[("migrate", {}), ("proxy", {"restartPolicy": "Always"})], containers=("main", "sidecar"))
+    status = running_status(pod, pod_ip="10.251.1.5", host_ip="10.250.1.1", at="2026-01-01T00:00:00Z")
+    assert status["phase"] == "Running"
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Ready"] == conditions["ContainersReady"] == conditions["Initialized"] == "True"
+    init = {s["name"]: s for s in status["initContainerStatuses"]}
+    assert init["migrate"]["state"]["terminated"]["exitCode"] == 0
+    assert "running" in init["proxy"]["state"]  # a sidecar keeps running
+    assert [s["name"] for s in status["containerStatuses"]] == ["main", "sidecar"]
+    assert all(s["ready"] and "running" in s["state"] for s in status["containerStatuses"])
+    assert status["podIP"] == "10.251.1.5" and status["hostIP"] == "10.250.1.1"
+    pod["status"] = status
+    kubernetes_validate.validate(pod, NEWEST, strict=True)
+
+
+@pytest.mark.parametrize(("exit_code", "phase", "reason"), [(0, "Succeeded", "Completed"), (3, "Failed", "Error")])
+def test_terminated_status(exit_code, phase, reason):
+    pod = _pod()
+    pod["status"] = running_status(pod, pod_ip="10.251.1.5", host_ip="10.250.1.1", at="2026-01-01T00:00:00Z")
+    status = terminated_status(pod, exit_code, at="2026-01-01T00:01:00Z")
+    assert status["phase"] == phase
+    terminated = status["containerStatuses"][0]["state"]["terminated"]
+    assert terminated == {
+        "exitCode": exit_code,
+        "reason": reason,
+        "startedAt": "2026-01-01T00:00:00Z",
+        "finishedAt": "2026-01-01T00:01:00Z",
+    }
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "False"
+    pod["status"] = status
+    kubernetes_validate.validate(pod, NEWEST, strict=True)
+
+
+def test_node_manifest_is_a_valid_ready_simulated_node():
+    node = node_manifest("sim-kubelet-1", "10.250.1.1")
+    assert node["metadata"]["labels"][SIMULATED_LABEL] == "true"
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == "sim-kubelet-1"
+    assert real_kubelet_nodes([node]) == []  # simulated: never taken for a real kubelet
+    kubernetes_validate.validate(node, NEWEST, strict=True)
+
+
+def test_real_kubelet_nodes_are_ready_and_not_simulated():
+    def node(name, ready, simulated=False):
+        labels = {SIMULATED_LABEL: "true"} if simulated else {}
+        return {
+            "metadata": {"name": name, "labels": labels},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+        }
+
+    nodes = [node("real", True), node("down", False), node("sim", True, simulated=True), {"metadata": {"name": "new"}}]
+    assert real_kubelet_nodes(nodes) == ["real"]

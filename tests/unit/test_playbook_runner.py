@@ -1,0 +1,99 @@
+"""tests/harness/playbook.py on real ansible-playbook runs (localhost, files under tmp_path)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.harness.playbook import parse_report, run_playbook
+
+
+def _copy_play(dest):
+    return [
+        {
+            "name": "Write a file",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Write the file",
+                    "ansible.builtin.copy": {"content": "{{ payload }}\n", "dest": str(dest), "mode": "0600"},
+                },
+                {"name": "Say something", "ansible.builtin.debug": {"msg": "unchanged"}},
+            ],
+        }
+    ]
+
+
+def test_check_then_apply_then_idempotent(tmp_path):
+    dest = tmp_path / "out.txt"
+    plays = _copy_play(dest)
+    check = run_playbook(plays, extra_vars={"payload": "hello"}, check=True)
+    assert check.rc == 0, check.summary()
+    assert [t.name for t in check.changed_tasks()] == ["Write the file"]
+    assert not dest.exists()
+    first = run_playbook(plays, extra_vars={"payload": "hello"})
+    assert first.rc == 0, first.summary()
+    assert first.stats["localhost"]["changed"] == 1
+    assert dest.read_text() == "hello\n"
+    again = run_playbook(plays, extra_vars={"payload": "hello"})
+    assert again.changed == 0 and again.changed_tasks() == [], again.summary()
+    assert again.task("Say something").result["msg"] == "unchanged"
+
+
+def test_extra_vars_stay_off_the_command_line(tmp_path):
+    secret = "s3cr3t-value-1234"
+    result = run_playbook(_copy_play(tmp_path / "secret.txt"), extra_vars={"payload": secret})
+    assert result.rc == 0, result.summary()
+    assert (tmp_path / "secret.txt").read_text() == secret + "\n"
+    assert not any(secret in part for part in result.command)
+
+
+def test_failure_is_reported_with_its_message():
+    plays = [
+        {
+            "name": "Fail",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [{"name": "Fail on purpose", "ansible.builtin.fail": {"msg": "broken on purpose"}}],
+        }
+    ]
+    result = run_playbook(plays)
+    assert result.rc == 2
+    assert [t.name for t in result.failed_tasks()] == ["Fail on purpose"]
+    assert result.failures == 1
+    assert "broken on purpose" in result.summary()
+    with pytest.raises(KeyError, match="did not run"):
+        result.task("Never there")
+
+
+def test_inventory_dict_and_limit(tmp_path):
+    inventory = {"all": {"hosts": {name: {"ansible_connection": "local"} for name in ("one", "two")}}}
+    plays = [
+        {
+            "name": "Per host",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [{"name": "Name the host", "ansible.builtin.debug": {"msg": "{{ inventory_hostname }}"}}],
+        }
+    ]
+    result = run_playbook(plays, inventory=inventory, limit="two")
+    assert result.rc == 0, result.summary()
+    assert sorted(result.stats) == ["two"]
+    assert result.task("Name the host", host="two").msg == "two"
+
+
+def test_syntax_error_gives_no_tasks_and_a_summary(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("- name: Broken\n  hosts: localhost\n  tasks:\n    - name: X\n      no.such.module_xyz: {}\n")
+    result = run_playbook(broken)
+    assert result.rc != 0
+    assert result.tasks == [] and result.stats == {}
+    assert "no.such.module_xyz" in result.summary()
+
+
+def test_parse_report_ignores_noise_before_the_report():
+    report = '{"plays": [], "stats": {"h": {"ok": 1, "changed": 2}}}'
+    assert parse_report("some plugin printed this\n" + report)[0] == {
+        "h": {"ok": 1, "changed": 2, "failures": 0, "unreachable": 0, "skipped": 0, "rescued": 0, "ignored": 0}
+    }
+    assert parse_report("not json at all") == ({}, [])
