@@ -112,6 +112,27 @@ def test_job_driven_to_failed(dyn, namespace, kubelet, images, watch_for):
         assert pod["metadata"]["annotations"][LOG_ANNOTATION] == "about to fail\n"
 
 
+def test_init_container_runs_first_and_logs_per_container(dyn, namespace, kubelet, images, watch_for, cluster_kind):
+    kubelet.outcome("two-steps", "succeed", log={"prepare": "preparing\n", "main": "working\n"})
+    job = _job("two-steps", images["busybox"], "echo working")
+    job["spec"]["template"]["spec"]["initContainers"] = [
+        {"name": "prepare", "image": images["busybox"], "command": ["sh", "-c", "echo preparing"]}
+    ]
+    dyn.request("post", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=job)
+    assert "Complete" in _true_conditions(watch_for("batch/v1", "Job", namespace, "two-steps", _finished))
+    (pod,) = _pods_of(dyn, namespace, "two-steps")
+    (init,) = pod["status"]["initContainerStatuses"]
+    assert init["state"]["terminated"]["exitCode"] == 0
+    if cluster_kind == "no-kubelet":
+        pytest.skip("a control plane without kubelet cannot serve logs")
+    from kubernetes import client
+
+    core = client.CoreV1Api(dyn.client)
+    name = pod["metadata"]["name"]
+    assert core.read_namespaced_pod_log(name, namespace, container="prepare") == "preparing\n"
+    assert core.read_namespaced_pod_log(name, namespace, container="main") == "working\n"
+
+
 def test_job_rule_run_keeps_pod_running(dyn, namespace, kubelet, images, watch_for):
     if not kubelet.active:
         pytest.skip("a real kubelet runs this cluster's pods: outcomes are the images' own")

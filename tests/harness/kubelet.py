@@ -184,7 +184,13 @@ class Rule:
     outcome: str = "succeed"
     exit_code: int = 0
     delay: float = 0.0
-    log: str = ""
+    log: str | Mapping[str, str] = ""
+
+    def annotations(self) -> dict[str, str]:
+        """The pod annotations that carry ``log``: one text, or one per container name."""
+        if isinstance(self.log, Mapping):
+            return {f"{LOG_ANNOTATION}.{container}": text for container, text in self.log.items()}
+        return {LOG_ANNOTATION: self.log} if self.log else {}
 
     def matches(self, pod: Mapping[str, Any]) -> bool:
         labels = (pod.get("metadata") or {}).get("labels") or {}
@@ -200,7 +206,7 @@ def make_rule(
     outcome: str = "succeed",
     exit_code: int | None = None,
     delay: float = 0.0,
-    log: str = "",
+    log: str | Mapping[str, str] = "",
 ) -> Rule:
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
@@ -216,6 +222,8 @@ def make_rule(
         raise ValueError("outcome 'fail' needs a non-zero exit_code")
     if delay < 0:
         raise ValueError("delay must be >= 0")
+    if isinstance(log, Mapping):
+        log = dict(log)
     return Rule(selector=selector, outcome=outcome, exit_code=exit_code, delay=float(delay), log=log)
 
 
@@ -434,7 +442,7 @@ class SimKubelet:
         self._pods: dict[str, dict[str, Any]] = {}  # name -> newest object seen
         self._first_seen: dict[str, float] = {}  # uid -> monotonic time
         self._running_since: dict[str, float] = {}  # uid -> monotonic time
-        self._logged: set[tuple[str, str]] = set()
+        self._logged: set[tuple[str, int]] = set()
         self._due: list[tuple[float, int, str]] = []  # (monotonic time, seq, pod name)
         self._seq = itertools.count()
         self._ips = itertools.count(2)
@@ -457,12 +465,13 @@ class SimKubelet:
         outcome: str = "succeed",
         exit_code: int | None = None,
         delay: float = 0.0,
-        log: str = "",
+        log: str | Mapping[str, str] = "",
     ) -> Rule:
         """Decide what happens to the pods ``selector`` matches (the last rule added wins).
 
         ``outcome``: ``succeed`` (exit 0), ``fail`` (``exit_code``, default 1) or ``run`` (stay
-        Running). ``delay``: seconds between Running and the end. ``log``: the pod's log text.
+        Running). ``delay``: seconds between Running and the end. ``log``: the pod's log text, or
+        a dict of texts by container name.
         Rules apply to run-to-completion pods; pods with restartPolicy Always always run.
         """
         rule = make_rule(selector, outcome, exit_code, delay, log)
@@ -725,7 +734,8 @@ class SimKubelet:
         self._error(f"pod {name}: status update kept conflicting")
 
     def _annotate_log(self, name: str, uid: str, rule: Rule) -> None:
-        if not rule.log or (uid, rule.log) in self._logged:
+        annotations = rule.annotations()
+        if not annotations or (uid, id(rule)) in self._logged:
             return
         from kubernetes.dynamic.exceptions import NotFoundError
 
@@ -733,10 +743,10 @@ class SimKubelet:
             self._request(
                 "patch",
                 f"/api/v1/namespaces/{self.namespace}/pods/{name}",
-                body={"metadata": {"annotations": {LOG_ANNOTATION: rule.log}}},
+                body={"metadata": {"annotations": annotations}},
                 content_type="application/merge-patch+json",
             )
-            self._logged.add((uid, rule.log))
+            self._logged.add((uid, id(rule)))
         except NotFoundError:
             return
 

@@ -174,3 +174,12 @@ def test_real_kubelet_nodes_are_ready_and_not_simulated():
 
     nodes = [node("real", True), node("down", False), node("sim", True, simulated=True), {"metadata": {"name": "new"}}]
     assert real_kubelet_nodes(nodes) == ["real"]
+
+
+def test_log_annotations_one_text_or_per_container():
+    assert make_rule("a", log="x\n").annotations() == {"standin.mlflow-k8s.test/log": "x\n"}
+    assert make_rule("a", log={"main": "m", "init": "i"}).annotations() == {
+        "standin.mlflow-k8s.test/log.main": "m",
+        "standin.mlflow-k8s.test/log.init": "i",
+    }
+    assert make_rule("a").annotations() == {}
