@@ -223,6 +223,9 @@ def test_validation_errors_read_like_the_real_api(dyn, apps, batch, ns):
     code, body = error_of(deployments.create, body=typo, namespace=ns)
     assert (code, body["reason"]) == (400, "BadRequest")
     assert 'unknown field "spec.template.spec.containers[0].imagePullPolcy"' in body["message"]
+    lenient = deployments.create(body=typo, namespace=ns, query_params=[("fieldValidation", "Warn")])
+    assert "imagePullPolcy" not in lenient.to_dict()["spec"]["template"]["spec"]["containers"][0]  # dropped
+    deployments.delete(name="typo", namespace=ns)
     wrong_type = deployment("wrong-type")
     wrong_type["spec"]["replicas"] = "two"
     code, body = error_of(deployments.create, body=wrong_type, namespace=ns)
@@ -312,6 +315,19 @@ def test_merge_patch_replaces_lists(dyn, ns):
     out = deployments.patch(body=patch, name="m", namespace=ns, content_type="application/merge-patch+json")
     assert [c["name"] for c in out.spec.template.spec.containers] == ["only"]
     assert out.spec.template.spec.containers[0].ports is None
+
+
+def test_server_side_apply_creates_then_merges(dyn, ns):
+    configmaps = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa", "namespace": ns}, "data": {"a": "1"}}
+    created = configmaps.server_side_apply(body=body, namespace=ns, field_manager="test")
+    assert created.to_dict()["data"] == {"a": "1"}
+    merged = configmaps.server_side_apply(body={**body, "data": {"b": "2"}}, namespace=ns, field_manager="test")
+    assert merged.to_dict()["data"] == {"a": "1", "b": "2"}  # simplified: no field ownership, nothing removed
+    code, body = error_of(
+        configmaps.patch, body=body, name="ssa", namespace=ns, content_type="application/apply-patch+yaml"
+    )
+    assert (code, body["reason"]) == (422, "Invalid") and "fieldManager" in body["message"]
 
 
 def test_status_subresource_and_generation(apps, ns):

@@ -502,8 +502,12 @@ class Store:
                     f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
                     f"strict decoding error: {msg}",
                 )
-            if unknown:
-                self.warn("unknown fields dropped: " + ", ".join(_field(list(e.absolute_path)) for e in unknown))
+            for err in unknown:  # Warn or Ignore: dropped, as the real decoder drops them
+                known = set(err.schema.get("properties", {}))
+                for key in [k for k in err.instance if k not in known]:
+                    del err.instance[key]
+                    if field_validation == "Warn":
+                        self.warn(f'unknown field "{_field(list(err.absolute_path) + [key])}"')
             bad_types = [e for e in errors if e.validator == "type"]
             if bad_types:
                 err = bad_types[0]
@@ -557,7 +561,7 @@ class Store:
             meta.pop(key, None)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + random_suffix()
-        if not internal and res.has_status:
+        if not internal and res.has_status and res.kind != "Node":  # a kubelet registers its Node with status
             obj.pop("status", None)
         with self.lock:
             if res.namespaced:
