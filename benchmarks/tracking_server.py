@@ -1,21 +1,23 @@
 """Tracking-server benchmark: the mlflow_server role's settings against `mlflow server`'s defaults.
 
     python -m benchmarks tracking_server [--requests N] [--seconds S] [--concurrency C]
-                                         [--batch-size B] [--backends postgresql,mysql]
+                                         [--batch-size B] [--rounds R]
+                                         [--backends postgresql,mysql]
 
-For each backend (the real PostgreSQL and MariaDB of tests/harness/services) and each of two
-configurations, in one run:
+For each backend (the real PostgreSQL and MariaDB of tests/harness/services), two servers run
+side by side, each on its own fresh database:
 
 - ``role``: the server container exactly as the role renders it (benchmarks/_role.py: its
   args and environment, with the role's defaults), bound to loopback;
-- ``defaults``: ``mlflow server --backend-store-uri URI --host 127.0.0.1 --port P``;
+- ``defaults``: ``mlflow server --backend-store-uri URI --host 127.0.0.1 --port P``.
 
-a fresh database is created, the server started, and two workloads run from C client threads
-over keep-alive connections: ``log-metric`` (one metric per request) and ``log-batch`` (B
-metrics per request), each bounded by N requests and S seconds. It reports requests/s, p50
-and p95 latency, errors, the server's memory (PSS of its process tree) and the role/defaults
-ratios. Everything listens on 127.0.0.1; the databases are dropped afterwards. The figures
-are written to benchmarks/results/tracking_server-<time>.json as well.
+Once both are idle, two workloads run from C client threads over keep-alive connections:
+``log-metric`` (one metric per request) and ``log-batch`` (B metrics per request), each in
+alternating rounds (role, defaults, defaults, role, ...) so that whatever else the machine
+does falls on both; each configuration gets at most N requests and S seconds per workload.
+It reports requests/s, p50 and p95 latency, errors, the server's memory (PSS of its process
+tree) and the role/defaults ratios. Everything listens on 127.0.0.1; the databases are
+dropped afterwards. The figures are written to benchmarks/results/tracking_server-<time>.json.
 """
 
 from __future__ import annotations
@@ -282,13 +284,27 @@ def setup_runs(url: str, count: int) -> list[str]:
     return runs
 
 
+@dataclass
+class Sample:
+    """What one round of one workload returned: latencies of successful requests, errors, wall time."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wall: float = 0.0
+
+    def add(self, other: Sample) -> None:
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.wall += other.wall
+
+
 def workload(
     server: Server, operation: str, runs: list[str], total: int, seconds: float, concurrency: int, batch_size: int
-) -> Measurement:
+) -> Sample:
+    """``total`` requests (at most ``seconds``) of ``operation`` from ``concurrency`` threads."""
     counter = iter(range(total))
     lock = threading.Lock()
-    latencies: list[float] = []
-    errors: list[str] = []
+    sample = Sample()
     deadline = time.monotonic() + seconds
     endpoint = "log-metric" if operation == "log-metric" else "log-batch"
 
@@ -320,9 +336,9 @@ def workload(
             elapsed = time.perf_counter() - start
             with lock:
                 if ok:
-                    latencies.append(elapsed)
+                    sample.latencies.append(elapsed)
                 else:
-                    errors.append(detail)
+                    sample.errors.append(detail)
 
     threads = [threading.Thread(target=client, args=(w,)) for w in range(concurrency)]
     began = time.perf_counter()
@@ -330,19 +346,23 @@ def workload(
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - began
-    done = len(latencies)
+    sample.wall = time.perf_counter() - began
+    return sample
+
+
+def measurement(server: Server, operation: str, sample: Sample) -> Measurement:
+    done = len(sample.latencies)
     return Measurement(
         backend=server.backend,
         config=server.config,
         operation=operation,
         requests=done,
-        errors=len(errors),
-        seconds=round(wall, 2),
-        rps=round(done / wall, 1) if wall else 0.0,
-        p50_ms=round(_p(latencies, 50) * 1000, 1),
-        p95_ms=round(_p(latencies, 95) * 1000, 1),
-        error_samples=errors[:3],
+        errors=len(sample.errors),
+        seconds=round(sample.wall, 2),
+        rps=round(done / sample.wall, 1) if sample.wall else 0.0,
+        p50_ms=round(_p(sample.latencies, 50) * 1000, 1),
+        p95_ms=round(_p(sample.latencies, 95) * 1000, 1),
+        error_samples=sample.errors[:3],
     )
 
 
@@ -388,6 +408,56 @@ def table(results: list[Measurement], rat: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def measure_backend(backend: str, env: dict[str, str], args: argparse.Namespace) -> list[Measurement]:
+    """Both servers up side by side on their own fresh databases; rounds alternate between them.
+
+    The machine is shared: alternating short rounds (role, defaults, defaults, role, ...)
+    spreads whatever else runs over both configurations instead of over one of them.
+    """
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for config in CONFIGS:
+            uri = stack.enter_context(fresh_database(backend, env))
+            servers.append(stack.enter_context(running_server(config, backend, uri)))
+        for server in servers:
+            # The defaults start job-runner processes: measure once everything is idle.
+            waited = settle(server.proc.pid)
+            print(f"{backend}/{server.config}: idle after {waited:.0f} s", file=sys.stderr, flush=True)
+        runs = {s.config: setup_runs(s.url, args.concurrency) for s in servers}
+        out = []
+        for op in ("log-metric", "log-batch"):
+            for server in servers:
+                workload(server, op, runs[server.config], args.warmup, 30, args.concurrency, args.batch_size)
+            totals = {s.config: Sample() for s in servers}
+            per_round = max(1, args.requests // args.rounds)
+            for round_no in range(args.rounds):
+                order = servers if round_no % 2 == 0 else list(reversed(servers))
+                for server in order:
+                    totals[server.config].add(
+                        workload(
+                            server,
+                            op,
+                            runs[server.config],
+                            per_round,
+                            args.seconds / args.rounds,
+                            args.concurrency,
+                            args.batch_size,
+                        )
+                    )
+            for server in servers:
+                m = measurement(server, op, totals[server.config])
+                m.pss_mb = round(pss_mb(server.proc.pid), 0)
+                m.processes = len(tree_pids(server.proc.pid))
+                out.append(m)
+                print(
+                    f"{backend}/{server.config}/{op}: {m.requests} req, {m.errors} err, {m.rps} req/s, "
+                    f"p95 {m.p95_ms} ms, PSS {m.pss_mb} MB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks tracking_server", description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1500, help="requests per workload at most (default 1500)")
@@ -396,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=100, help="metrics per log-batch request (default 100)")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="postgresql,mysql (default both)")
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured requests before each workload")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per workload (default 6)")
     args = parser.parse_args(argv)
     backends = [b for b in args.backends.split(",") if b]
     unknown = set(backends) - set(BACKENDS)
@@ -406,24 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Measurement] = []
     try:
         for backend in backends:
-            for config in CONFIGS:
-                with fresh_database(backend, env) as uri, running_server(config, backend, uri) as server:
-                    # Both start extra processes (job runners with the defaults): measure after.
-                    waited = settle(server.proc.pid)
-                    print(f"{backend}/{config}: idle after {waited:.0f} s", file=sys.stderr, flush=True)
-                    runs = setup_runs(server.url, args.concurrency)
-                    for op in ("log-metric", "log-batch"):
-                        workload(server, op, runs, args.warmup, 30, args.concurrency, args.batch_size)
-                        m = workload(server, op, runs, args.requests, args.seconds, args.concurrency, args.batch_size)
-                        m.pss_mb = round(pss_mb(server.proc.pid), 0)
-                        m.processes = len(tree_pids(server.proc.pid))
-                        results.append(m)
-                        print(
-                            f"{backend}/{config}/{op}: {m.requests} req, {m.errors} err, {m.rps} req/s, "
-                            f"p95 {m.p95_ms} ms, PSS {m.pss_mb} MB",
-                            file=sys.stderr,
-                            flush=True,
-                        )
+            results += measure_backend(backend, env, args)
     finally:
         release_services()
     rat = ratios(results)
