@@ -12,6 +12,7 @@ the standard labels, namespaces and DNS-1123 names (docs/DEVELOPING.md).
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -32,6 +33,11 @@ from tests.harness.playbook import run_playbook  # noqa: E402
 # The oldest and the newest Kubernetes minor this collection supports: the ONE place they are
 # defined (tests/manifests/README.md says when to move them).
 KUBERNETES_VERSIONS = ("1.32", "1.37")
+
+# kubernetes-validate reads and parses the 1.8 MB definitions file of a version on every call;
+# its schema loader is a pure function of (file, version), so remember what it read.
+if hasattr(kubernetes_validate.utils, "schema_contents"):
+    kubernetes_validate.utils.schema_contents = functools.cache(kubernetes_validate.utils.schema_contents)
 
 ROLES_DIR = ROOT / "roles"
 CASES_DIR = HERE / "cases"
