@@ -349,6 +349,7 @@ def convention_errors(manifest: Mapping[str, Any]) -> list[str]:
     return errors
 
 
+@functools.cache
 def argument_specs(role_dir: Path) -> dict[str, Any]:
     """The options of every entry point in ``meta/argument_specs.yml`` ({} without one)."""
     path = role_dir / "meta" / "argument_specs.yml"
