@@ -634,7 +634,7 @@ class SimKubelet:
             with self._lock:
                 while not self._stop.is_set():
                     if self._due and self._due[0][0] <= time.monotonic():
-                        _, _, name = heapq.heappop(self._due)
+                        name = heapq.heappop(self._due)[2]
                         pod = self._pods.get(name)
                         if pod is not None:
                             break
@@ -721,7 +721,7 @@ class SimKubelet:
         from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 
         path = f"/api/v1/namespaces/{self.namespace}/pods/{name}"
-        for _ in range(5):
+        for _attempt in range(5):
             try:
                 current = self._request("get", path)
                 current["status"] = build(current)
