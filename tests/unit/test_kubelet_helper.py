@@ -6,10 +6,17 @@ strict), the same oracle the manifests harness uses.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import kubernetes_validate
 import pytest
 
-from tests.harness.kubelet import (
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `pytest` run without `python -m`
+    sys.path.insert(0, str(ROOT))
+
+from tests.harness.kubelet import (  # noqa: E402
     DEFAULT_RULE,
     SIMULATED_LABEL,
     labels_match,
