@@ -33,6 +33,8 @@ except ImportError:  # pragma: no cover
 MLPROJECT_FILE_NAME = "mlproject"
 ENV_FIELDS = ("docker_env", "conda_env", "python_env")
 PARAMETER_TYPES = ("float", "int", "string", "path", "uri")
+# Extra parameters become `--name value` and an MLflow param name: no quoting, MLflow's name rules.
+_EXTRA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/:]*$")
 
 
 class Parameter(object):
@@ -109,6 +111,12 @@ class EntryPoint(object):
         extra = {}
         for key, value in user_parameters.items():
             if key not in params:
+                if not _EXTRA_NAME.match(str(key)):
+                    raise ProjectError(
+                        "parameters.{0}".format(key),
+                        "the entry point does not declare it, and as an extra --{0} it must be a plain name "
+                        "(letters, digits, _ - . / :), as MLflow's parameter names are".format(key),
+                    )
                 if isinstance(value, (dict, list)):
                     raise ProjectError("parameters.{0}".format(key), "expected a scalar value, got {0!r}".format(value))
                 extra[shlex.quote(str(key))] = shlex.quote(_text(value))

@@ -44,7 +44,7 @@ def run_tags(project_dir, entry_point, *, run_name=None, image_uri=None, image_d
     """The tags ``mlflow run --backend kubernetes`` sets on its run."""
     tags = {
         tags_.MLFLOW_USER: user or _user(),
-        tags_.MLFLOW_SOURCE_NAME: os.path.abspath(project_dir),
+        tags_.MLFLOW_SOURCE_NAME: source_name(project_dir),
         tags_.MLFLOW_SOURCE_TYPE: "PROJECT",
         tags_.MLFLOW_PROJECT_ENTRY_POINT: entry_point,
         tags_.MLFLOW_PROJECT_ENV: "docker",
@@ -63,6 +63,20 @@ def run_tags(project_dir, entry_point, *, run_name=None, image_uri=None, image_d
     if image_digest:
         tags[tags_.MLFLOW_DOCKER_IMAGE_ID] = image_digest
     return tags
+
+
+def source_name(project_dir):
+    """``file://<repo>#<subdir>`` inside a git work tree, else the absolute path: MLflow's source name."""
+    path = os.path.abspath(project_dir)
+    try:
+        from git import Repo
+
+        root = Repo(path, search_parent_directories=True).working_tree_dir
+    except Exception:  # not a repository, or no git executable: MLflow falls back to the path too
+        return path
+    relative = os.path.relpath(path, root)
+    url = "file://" + root
+    return url if relative == "." else url + "#" + relative.replace(os.sep, "/")
 
 
 def _user():
@@ -154,11 +168,15 @@ class Tracker(object):
         """Create the run with MLflow's tags and log its parameters in one batch."""
         try:
             run = self.client.create_run(experiment_id=experiment_id, tags=tags, run_name=run_name)
-            if params:
-                self.client.log_batch(run.info.run_id, params=[Param(str(k), str(v)) for k, v in params])
-            return run.info.run_id
         except MlflowException as exc:
             raise self._fail(exc, "create the run") from None
+        if params:
+            try:
+                self.client.log_batch(run.info.run_id, params=[Param(str(k), str(v)) for k, v in params])
+            except MlflowException as exc:
+                self.terminate(run.info.run_id, "FAILED")  # no run left RUNNING that nothing will end
+                raise self._fail(exc, "log the parameters", "parameters") from None
+        return run.info.run_id
 
     def set_tags(self, run_id, tags):
         try:
