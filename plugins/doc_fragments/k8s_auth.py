@@ -21,7 +21,7 @@ options:
   context:
     description:
       - Context of the kubeconfig to use. Defaults to the kubeconfig's current context.
-      - C(kube-context) of O(backend_config) is used when this is not set.
+      - With mlflow_project_job, C(kube-context) of its C(backend_config) is used when this is not set.
       - Defaults to E(K8S_AUTH_CONTEXT).
     type: str
   host:

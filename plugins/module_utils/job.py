@@ -191,7 +191,7 @@ def identity_label(identity_hash):
 
 def _check_labels(labels, option):
     for key, value in (labels or {}).items():
-        if not _LABEL_KEY.match(str(key)) or len(str(key).split("/")[-1]) > MAX_NAME:
+        if not _LABEL_KEY.match(str(key)) or len(str(key).rsplit("/", maxsplit=1)[-1]) > MAX_NAME:
             raise TemplateError(option, "{0!r} is not a valid label key".format(key))
         text = str(value)
         if len(text) > MAX_NAME or (text and not re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", text)):

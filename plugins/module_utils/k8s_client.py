@@ -31,6 +31,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the module's missi
 
 REQUEST_TIMEOUT = (10, 60)
 
+__all__ = ["ApiException", "REQUEST_TIMEOUT", "api_client", "describe_api_error", "to_dict"]
+
 
 def _auth_option(auth):
     return "host" if auth.get("host") else "kubeconfig"

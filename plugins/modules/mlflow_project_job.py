@@ -26,7 +26,7 @@ description:
     O(force=true)."
   - Anything that fails after the run was created marks the run FAILED and deletes the Job.
 author:
-  - mlops.mlflow_k8s contributors
+  - MLOps platform team (@mlops-platform)
 extends_documentation_fragment:
   - mlops.mlflow_k8s.k8s_auth
 attributes:
@@ -438,7 +438,7 @@ def argument_spec():
         docker_host={"type": "str"},
         namespace={"type": "str"},
         service_account={"type": "str"},
-        image_pull_secrets={"type": "list", "elements": "str"},
+        image_pull_secrets={"type": "list", "elements": "str", "no_log": False},
         resources={"type": "dict"},
         node_selector={"type": "dict"},
         tolerations={"type": "list", "elements": "dict"},

@@ -18,7 +18,7 @@ description:
     the module sets such a run to FINISHED or FAILED from the Job's conditions and stores the pod's log as
     the run's artifact; that is the only change it makes, and it reports it as C(changed).
 author:
-  - mlops.mlflow_k8s contributors
+  - MLOps platform team (@mlops-platform)
 extends_documentation_fragment:
   - mlops.mlflow_k8s.k8s_auth
 attributes:
@@ -27,6 +27,7 @@ attributes:
     description: Reports which runs it would update, updates none.
   diff_mode:
     support: none
+    description: Nothing to compare; the runs it updates are reported per Job.
 requirements:
   - mlflow >= 3.17
 options:
