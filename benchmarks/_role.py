@@ -129,6 +129,24 @@ def server_command(manifests: list[dict[str, Any]], secrets: Secrets) -> tuple[l
     return command + args, resolve_env(container, secrets)
 
 
+def server_args_and_env(manifests: list[dict[str, Any]], secrets: Secrets) -> tuple[list[str], dict[str, str]]:
+    """The server container's args without ``--host``/``--port`` (for a harness that binds its
+    own free loopback port), and its environment with the secrets resolved."""
+    container = _container(manifests, "mlflow-server")
+    args = [str(a) for a in container.get("args", [])]
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--host", "--port"):
+            skip = True
+            continue
+        kept.append(arg)
+    return kept, resolve_env(container, secrets)
+
+
 def init_command(manifests: list[dict[str, Any]], name: str, secrets: Secrets) -> tuple[list[str], dict[str, str]]:
     """argv and environment of an init container (``db-upgrade``, ``auth-config``)."""
     container = _container(manifests, name, init=True)
