@@ -447,7 +447,7 @@ class Runner(object):
         namespace = job["metadata"]["namespace"]
         try:
             final, state, timed_out = watch.wait_for_job(
-                self._batch, namespace, name, self.params.get("wait_timeout") or 0
+                self._batch, namespace, name, self.params.get("wait_timeout") or 0, job=job
             )
         except Exception as exc:
             if _is_api_error(exc):

@@ -33,15 +33,17 @@ def read_job(batch, namespace, name):
     return batch.api_client.sanitize_for_serialization(job)
 
 
-def wait_for_job(batch, namespace, name, timeout, clock=time.monotonic):
+def wait_for_job(batch, namespace, name, timeout, clock=time.monotonic, job=None):
     """Block until the Job is Complete or Failed, deleted, or ``timeout`` seconds pass.
 
     Returns ``(job_dict_or_None, state, timed_out)`` where state is Complete, Failed, Running,
     Pending or Deleted. Watches ``metadata.name=<name>`` from the resourceVersion read first, so
     an end that happens between the read and the watch is never missed; 410 Gone re-reads.
+    ``job``: the Job as just created or listed, which saves the first read.
     """
     deadline = clock() + max(0, timeout)
-    job = read_job(batch, namespace, name)
+    if job is None or not (job.get("metadata") or {}).get("resourceVersion"):
+        job = read_job(batch, namespace, name)
     if job is None:
         return None, "Deleted", False
     while True:
