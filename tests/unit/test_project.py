@@ -190,3 +190,13 @@ def test_any_extra_key_is_mlflows_or_refused_by_name(key):
         assert error.text().startswith(f"parameters.{key}: ")
     else:
         assert command == mlflow_command("wine", "main", parameters)
+
+
+def test_example_project_renders_as_mlflow_does():
+    example = Path(__file__).resolve().parents[2] / "examples" / "wine-quality"
+    parameters = {"alpha": 0.3, "epochs": 5, "tag": "first try"}
+    expected = mlflow_spec.load_project(str(example)).get_entry_point("main").compute_command(parameters, None)
+    mine = ours.load_project(str(example))
+    assert mine.name == "wine-quality" and mine.docker_env["image"]
+    assert mine.get_entry_point("main").compute_command(parameters) == expected
+    assert mine.get_entry_point("main").argv(parameters)[-2:] == ["--tag", "first try"]
