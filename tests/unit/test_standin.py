@@ -365,6 +365,23 @@ def test_watch_from_a_resource_version(core, ns):
     assert seen == [("ADDED", "w", "1"), ("MODIFIED", "w", "2"), ("DELETED", "w", "2")]
 
 
+def test_watch_with_a_selector_sees_objects_enter_and_leave(core, ns):
+    start = core.list_namespaced_config_map(ns).metadata.resource_version
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "sel", "labels": {"pick": "no"}}})
+    core.patch_namespaced_config_map("sel", ns, {"metadata": {"labels": {"pick": "yes"}}})
+    core.patch_namespaced_config_map("sel", ns, {"metadata": {"labels": {"pick": "no"}}})
+    watch = kubernetes.watch.Watch()
+    seen = []
+    stream = watch.stream(
+        core.list_namespaced_config_map, ns, label_selector="pick=yes", resource_version=start, timeout_seconds=5
+    )
+    for event in stream:
+        seen.append((event["type"], event["object"].metadata.labels["pick"]))
+        if event["type"] == "DELETED":
+            watch.stop()
+    assert seen == [("ADDED", "yes"), ("DELETED", "no")]
+
+
 # -- controllers -------------------------------------------------------------------------
 
 

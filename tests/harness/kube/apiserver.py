@@ -440,12 +440,14 @@ class Store:
     def find(self, key: str, namespace: str, name: str) -> dict | None:
         return self.objects.get(key, {}).get((namespace, name))
 
-    def _record(self, res: Resource, etype: str, obj: dict) -> None:
+    def _record(self, res: Resource, etype: str, obj: dict, prev: dict | None = None) -> None:
+        """Log an event; `prev` (the replaced object, never mutated again) lets a watch with
+        a selector see an object enter or leave its selection."""
         self.rv += 1
         obj["metadata"]["resourceVersion"] = str(self.rv)
         if len(self.events) == self.events.maxlen:
             self.oldest_rv = self.events[0][0]
-        self.events.append((self.rv, res.key, etype, copy.deepcopy(obj)))
+        self.events.append((self.rv, res.key, etype, copy.deepcopy(obj), prev))
         self.changed.notify_all()
 
     # -- reads ---------------------------------------------------------------------------
@@ -670,7 +672,7 @@ class Store:
             if meta.get("deletionTimestamp") and not meta.get("finalizers") and res.kind != "Namespace":
                 return self._remove(res, new)
             self.objects[res.key][(namespace, name)] = new
-            self._record(res, "MODIFIED", new)
+            self._record(res, "MODIFIED", new, old)
             return self._out(res, new)
 
     def patch(
@@ -759,7 +761,7 @@ class Store:
                     )
             if dry_run:
                 return self._out(res, obj), True
-            obj = copy.deepcopy(obj)
+            old, obj = obj, copy.deepcopy(obj)
             meta = obj["metadata"]
             finalizers = list(meta.get("finalizers") or [])
             if res.kind == "Namespace":
@@ -775,7 +777,7 @@ class Store:
                 meta.setdefault("deletionTimestamp", now())
                 meta.setdefault("deletionGracePeriodSeconds", 0)
                 self.objects[res.key][(namespace, name)] = obj
-                self._record(res, "MODIFIED", obj)
+                self._record(res, "MODIFIED", obj, old)
                 return self._out(res, obj), False
             return self._remove(res, obj), True
 
@@ -795,7 +797,7 @@ class Store:
                     if not new["metadata"]["ownerReferences"]:
                         del new["metadata"]["ownerReferences"]
                     self.objects[key][(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])] = new
-                    self._record(self.resource_for(key), "MODIFIED", new)
+                    self._record(self.resource_for(key), "MODIFIED", new, obj)
 
     def finish_namespace(self, name: str) -> None:
         """The namespace controller's last step: the namespace is empty, remove it."""
@@ -856,8 +858,10 @@ class Store:
                     return
                 batch = [e for e in self.events if e[0] > cursor and e[1] == res.key]
                 cursor = self.rv
-            for _, _, etype, obj in batch:
-                if wanted(obj):
+            for _, _, logged, obj, prev in batch:
+                now, was = wanted(obj), prev is None or wanted(prev)
+                etype = ("ADDED" if now else "DELETED") if logged == "MODIFIED" and now != was else logged
+                if now or (etype == "DELETED" and was):
                     out = copy.deepcopy(obj)
                     out["apiVersion"], out["kind"] = res.api_version, res.kind
                     yield etype, out

@@ -104,6 +104,8 @@ class ControllerManager:
             ]
         }
         self._counted: dict[str, dict[str, set]] = {}  # job uid -> succeeded/failed pod uids
+        self._index: dict[str, dict[str, list]] = {}
+        self._index_rv: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="standin-controllers", daemon=True)
         self.controllers = [
@@ -147,7 +149,8 @@ class ControllerManager:
     # -- store helpers -------------------------------------------------------------------
 
     def all(self, name: str, namespace: str | None = None) -> list[dict]:
-        return [self.store._out(self.r[name], o) for o in self.store.all(self.r[name].key, namespace)]
+        """The stored objects themselves: read them, never change them (writes copy)."""
+        return self.store.all(self.r[name].key, namespace)
 
     def create(self, name: str, namespace: str, body: dict) -> dict:
         return self.store.create(self.r[name], namespace, body, internal=True)
@@ -167,9 +170,17 @@ class ControllerManager:
         if not meta.get("deletionTimestamp"):
             self.store.delete(self.r[name], meta.get("namespace", ""), meta["name"], propagation=propagation)
 
+    def owned(self, name: str, owner: dict) -> list[dict]:
+        """Objects of resource `name` whose controller is `owner`, from an index rebuilt after changes."""
+        if self._index_rv.get(name) != self.store.rv:
+            index: dict[str, list] = {}
+            for obj in self.all(name):
+                index.setdefault(controller_uid(obj), []).append(obj)
+            self._index[name], self._index_rv[name] = index, self.store.rv
+        return list(self._index[name].get(owner["metadata"]["uid"], []))
+
     def owned_pods(self, owner: dict) -> list[dict]:
-        uid = owner["metadata"]["uid"]
-        return [p for p in self.all("pods", owner["metadata"]["namespace"]) if controller_uid(p) == uid]
+        return self.owned("pods", owner)
 
     def pod_from_template(self, owner: dict, template: dict, **meta) -> dict:
         tmeta = template.get("metadata") or {}
@@ -411,7 +422,7 @@ class ControllerManager:
                 continue
             desired = spec.get("replicas", 1)
             template_hash = short_hash(spec["template"])
-            owned = [rs for rs in self.all("replicasets", meta["namespace"]) if controller_uid(rs) == meta["uid"]]
+            owned = self.owned("replicasets", dep)
             revisions = [
                 int((rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision", 0))
                 for rs in owned
@@ -481,7 +492,7 @@ class ControllerManager:
                             },
                         },
                     )
-            owned = [rs for rs in self.all("replicasets", meta["namespace"]) if controller_uid(rs) == meta["uid"]]
+            owned = self.owned("replicasets", dep)
             self._deployment_status(dep, owned, template_hash)
 
     def _deployment_status(self, dep: dict, owned: list[dict], template_hash: str) -> None:
