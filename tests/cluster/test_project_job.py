@@ -303,3 +303,61 @@ def test_run_project_playbook(playbook, kubelet, namespace, project, tracking, i
     assert result.rc == 0, result.summary()
     runs = tracking["client"].search_runs([tracking["experiment_id"]], "params.message = 'playbook'")
     assert [r.info.status for r in runs] == ["FINISHED"]
+
+
+def test_build_with_backend_config_builds_once(kubeconfig, namespace, kubelet, tracking, project, batch, images):
+    """build: true through MLflow's kubernetes_config.json; the Job runs the pushed digest.
+
+    FAKE, thin: no Docker engine exists here, so the docker SDK client is the recording stand-in
+    of tests/unit/test_image.py (login/get/build/push/get_registry_data). The cluster, the run
+    and the Job are real; the image never runs on a simulated kubelet.
+    """
+    import yaml
+
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
+    from tests.unit.test_image import FakeDocker
+
+    kubelet.outcome(PROJECT_LABEL, "succeed")
+    (project / "MLproject").write_text(
+        MLPROJECT.replace("name: cluster-test\n", f"name: cluster-test\ndocker_env:\n  image: {images['busybox']}\n")
+    )
+    template = json.loads(json.dumps(job_utils.DEFAULT_TEMPLATE))
+    template["metadata"]["namespace"] = namespace
+    (project / "job.yaml").write_text(yaml.safe_dump(template))
+    contexts = yaml.safe_load(Path(kubeconfig).read_text())["contexts"]
+    (project / "kubernetes_config.json").write_text(
+        json.dumps(
+            {
+                "kube-context": contexts[0]["name"],
+                "kube-job-template-path": "job.yaml",
+                "repository-uri": "registry.local:5000/team/cluster-test",
+            }
+        )
+    )
+    docker = FakeDocker()
+    params = {
+        "project_uri": str(project),
+        "backend_config": str(project / "kubernetes_config.json"),
+        "build": True,
+        "registry_username": "ci",
+        "registry_password": "secret-pw",
+        "kubeconfig": kubeconfig,
+        "tracking_uri": tracking["uri"],
+        "experiment_id": tracking["experiment_id"],
+        "wait": True,
+        "wait_timeout": 240,
+        "force": True,
+    }
+    first = Runner(params, docker_factory=lambda host: docker).present()
+    second = Runner(params, docker_factory=lambda host: docker).present()
+    assert (first["image"]["built"], first["image"]["pushed"]) == (True, True)
+    assert (second["image"]["built"], second["image"]["pushed"]) == (False, False)
+    assert first["image"]["reference"] == second["image"]["reference"]
+    assert docker.logins[0]["username"] == "ci"
+    for result in (first, second):
+        job = batch.read_namespaced_job(result["job_name"], namespace)
+        assert job.spec.template.spec.containers[0].image == first["image"]["reference"]
+        assert "@sha256:" in first["image"]["reference"]
+        run = _run(tracking, result["run"]["run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.docker.image.id"] == first["image"]["digest"]
