@@ -856,7 +856,13 @@ class Store:
                     self.changed.wait(min(1.0, max(0.0, deadline - time.monotonic())))
                 if self.closed or time.monotonic() >= deadline:
                     return
-                batch = [e for e in self.events if e[0] > cursor and e[1] == res.key]
+                batch = []
+                for event in reversed(self.events):  # newest first, stop at what was sent
+                    if event[0] <= cursor:
+                        break
+                    if event[1] == res.key:
+                        batch.append(event)
+                batch.reverse()
                 cursor = self.rv
             for _, _, logged, obj, prev in batch:
                 now, was = wanted(obj), prev is None or wanted(prev)
