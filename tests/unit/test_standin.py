@@ -308,6 +308,14 @@ def test_strategic_merge_json_and_merge_patches(apps, ns):
     assert same.metadata.generation == 4  # metadata does not bump the generation
 
 
+def test_scale_subresource(apps, ns):
+    apps.create_namespaced_deployment(ns, deployment("sc", replicas=1))
+    scale = apps.read_namespaced_deployment_scale("sc", ns)
+    assert (scale.spec.replicas, scale.status.selector) == (1, "app=sc")
+    apps.patch_namespaced_deployment_scale("sc", ns, {"spec": {"replicas": 3}})
+    assert apps.read_namespaced_deployment("sc", ns).spec.replicas == 3
+
+
 def test_merge_patch_replaces_lists(dyn, ns):
     deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
     deployments.create(body=deployment("m"), namespace=ns)

@@ -33,6 +33,7 @@ import yaml
 from .apiserver import LOG_ANNOTATION, ApiError, Store, now, status_body
 from .catalog import Catalog, Resource
 from .controllers import ControllerManager
+from .patching import PatchError, json_patch, merge_patch
 
 log = logging.getLogger(__name__)
 CONTEXT = "standin"
@@ -246,6 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
                 query.get("fieldSelector"),
                 timeout,
             )
+        if sub == "scale":
+            return 200, standin.scale(res, ns, name, verb, body, content_type, dry_run)
         if verb == "get":
             if sub == "log":
                 return 200, standin.pod_log(res, ns, name, query)
@@ -458,6 +461,53 @@ class StandIn:
                 pod["status"]["conditions"] = conds
                 store.update(res, namespace, name, pod, internal=True)
         return status_body(201, "", "", ok=True)
+
+    def scale(self, res: Resource, namespace: str, name: str, verb: str, body, content_type: str, dry_run: bool):
+        """The `scale` subresource: an autoscaling/v1 Scale over spec.replicas."""
+        store = self.store
+        with store.lock:
+            obj = store.get(res, namespace, name)
+            current = self._scale_of(obj)
+            if verb == "get":
+                return current
+            if verb == "patch":  # a Scale has no lists: strategic merge is a merge patch here
+                try:
+                    if _PATCH_TYPES.get(content_type) == "json":
+                        wanted = json_patch(current, body)
+                    else:
+                        wanted = merge_patch(current, body)
+                except PatchError as exc:
+                    raise ApiError(422, "Invalid", str(exc)) from exc
+            else:
+                wanted = body or {}
+            replicas = (wanted.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: '
+                    f"{replicas}: must be greater than or equal to 0",
+                )
+            obj["spec"]["replicas"] = replicas
+            updated = store.update(res, namespace, name, obj, dry_run=dry_run)
+            return self._scale_of(updated)
+
+    @staticmethod
+    def _scale_of(obj: dict) -> dict:
+        meta = obj["metadata"]
+        selector = (obj["spec"].get("selector") or {}).get("matchLabels") or {}
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
+            },
+            "spec": {"replicas": obj["spec"].get("replicas", 0)},
+            "status": {
+                "replicas": (obj.get("status") or {}).get("replicas", 0),
+                "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+            },
+        }
 
     def pod_log(self, res: Resource, namespace: str, name: str, query: dict) -> str:
         pod = self.store.get(res, namespace, name)
