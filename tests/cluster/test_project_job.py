@@ -361,3 +361,34 @@ def test_build_with_backend_config_builds_once(kubeconfig, namespace, kubelet, t
         run = _run(tracking, result["run"]["run_id"])
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.docker.image.id"] == first["image"]["digest"]
+
+
+def test_job_deleted_while_waiting_kills_the_run(submit, kubelet, tracking, batch, namespace):
+    import threading
+
+    kubelet.outcome(PROJECT_LABEL, "run")
+    outcome = {}
+    waiter = threading.Thread(
+        target=lambda: outcome.update(run(mlflow_project_job, submit(wait=True, parameters={"seconds": 600}))),
+        daemon=True,
+    )
+    waiter.start()
+    from kubernetes import watch
+
+    name = None
+    watcher = watch.Watch()
+    for event in watcher.stream(
+        batch.list_namespaced_job,
+        namespace,
+        label_selector=f"{job_utils.LABEL_PROJECT}=cluster-test",
+        timeout_seconds=240,
+    ):
+        if job_utils.LABEL_RUN_ID in (event["object"].metadata.labels or {}):
+            name = event["object"].metadata.name
+            watcher.stop()
+    assert name, "the module created no Job"
+    batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    waiter.join(timeout=240)
+    assert not waiter.is_alive()
+    assert outcome["state"] == "Deleted" and not outcome["timed_out"]
+    assert _run(tracking, outcome["run"]["run_id"]).info.status == "KILLED"
