@@ -88,6 +88,12 @@ def test_tracking_round_trip(backend: str, request: pytest.FixtureRequest, mlflo
     finally:
         engine.dispose()
 
+    # Once stopped, the server is gone and its address no longer answers.
+    server.stop()
+    assert not server.running
+    with pytest.raises(ServerStartError, match="Connection refused"):
+        wait_for_health(server.url, timeout=2)
+
 
 def test_backend_databases_are_fresh_per_test(postgres_backend_uri: str, mysql_backend_uri: str) -> None:
     """Nothing of an earlier test is left: the fixtures' databases start without any table."""
@@ -117,15 +123,6 @@ def test_client_fails_when_the_server_is_unreachable(monkeypatch: pytest.MonkeyP
     client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
     with pytest.raises(MlflowException, match=rf"127\.0\.0\.1.*{port}.*Connection refused"):
         client.search_experiments()
-
-
-def test_stopped_server_is_unreachable(sqlite_backend_uri: str, mlflow_server) -> None:
-    server = mlflow_server(sqlite_backend_uri)
-    wait_for_health(server.url, timeout=10)
-    server.stop()
-    assert not server.running
-    with pytest.raises(ServerStartError, match="Connection refused"):
-        wait_for_health(server.url, timeout=2)
 
 
 def test_server_start_fails_with_its_log_when_the_database_port_is_wrong(services: dict[str, str], tmp_path) -> None:
