@@ -1,0 +1,168 @@
+"""playbooks/site.yml and playbooks/teardown.yml against a Kubernetes API, as a user runs them.
+
+cluster_provider=existing points the whole pipeline (controller, preflight, cluster, storage,
+database, mlflow_server) at the session's cluster; the no-kubelet helper plays the kubelet where
+there is none. Every expectation is read back with the kubernetes client: the server's
+Deployment has the shape the role promises and is rolled out, a second run changes nothing, and
+teardown removes the server but keeps the data (volumes, the database password) unless purged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import zlib
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+SUMMARY = "Show where MLflow is and how to submit a project"
+MLFLOW_IMAGE = os.environ.get("MLFLOW_K8S_TEST_MLFLOW_IMAGE", "ghcr.io/mlflow/mlflow:v3.17.2-full")
+
+
+def inventory():
+    """What inventories/local looks like with cluster_provider=existing: this host alone."""
+    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    return {
+        "all": {
+            "children": {"mlflow_k8s_nodes": {"children": {"mlflow_k8s_control_plane": {"hosts": {"localhost": host}}}}}
+        }
+    }
+
+
+@pytest.fixture
+def core(k8s):
+    from kubernetes import client
+
+    return client.CoreV1Api(k8s)
+
+
+@pytest.fixture
+def apps(k8s):
+    from kubernetes import client
+
+    return client.AppsV1Api(k8s)
+
+
+@pytest.fixture
+def site_vars(namespace, kubelet, kubeconfig, core, tmp_path):
+    node = kubelet.node_name if kubelet.active else core.list_node().items[0].metadata.name
+    return {
+        "cluster_provider": "existing",
+        "cluster_existing_kubeconfig": kubeconfig,
+        "mlflow_k8s_namespace": namespace,
+        "storage_create_namespace": False,
+        "storage_hostpath_node": node,
+        "storage_hostpath_dir_method": "host",
+        "storage_hostpath_base_dir": str(tmp_path / "volumes"),
+        "database_wait_timeout": 300,
+        "mlflow_server_image": MLFLOW_IMAGE,
+        # NodePorts are cluster-wide: one per namespace, so parallel runs do not collide.
+        "mlflow_server_node_port": 30000 + zlib.crc32(namespace.encode()) % 2700,
+        "mlflow_server_rollout_timeout": 300,
+        # Nothing answers HTTP where the kubelet is simulated; on a real cluster the check runs.
+        "mlflow_server_smoke": not kubelet.active,
+    }
+
+
+@pytest.fixture
+def purge_afterwards(playbook, site_vars):
+    """PVs and the StorageClass are cluster-wide: purge them whatever the test's outcome."""
+    yield
+    result = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**site_vars, "purge": True})
+    assert result.rc == 0, result.summary()
+
+
+def secret_data(core, namespace, name):
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+def test_site_converges_rolls_out_reruns_unchanged_and_teardown_keeps_data(
+    playbook, site_vars, namespace, core, apps, k8s, purge_afterwards
+):
+    from kubernetes.client.exceptions import ApiException
+
+    first = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=site_vars)
+    assert first.rc == 0, first.summary()
+
+    # The server: rolled out, with the backend URI only as a secretKeyRef.
+    deployment = apps.read_namespaced_deployment("mlflow-server", namespace)
+    assert deployment.status.ready_replicas == 1, deployment.status
+    assert deployment.status.updated_replicas == 1, deployment.status
+    spec = deployment.spec.template.spec
+    assert deployment.spec.strategy.type == "RollingUpdate"  # hostPath artifacts here are ReadWriteMany
+    server = spec.containers[0]
+    assert server.image == MLFLOW_IMAGE
+    env = {e.name: e for e in server.env}
+    ref = env["MLFLOW_BACKEND_STORE_URI"].value_from.secret_key_ref
+    uri = secret_data(core, namespace, ref.name)[ref.key]
+    assert uri.split("://", 1)[0] in ("postgresql+psycopg2", "mysql+pymysql")
+    assert uri not in json.dumps(k8s.sanitize_for_serialization(deployment)), "the URI is visible in the pod spec"
+    assert [c.name for c in spec.init_containers] == ["db-upgrade"]
+    assert spec.security_context.run_as_non_root is True
+    assert server.security_context.read_only_root_filesystem is True
+    assert spec.volumes[0].persistent_volume_claim.claim_name == "mlflow-artifacts"
+
+    nodes = core.list_node().items
+    service = core.read_namespaced_service("mlflow-server", namespace)
+    assert service.spec.type == "NodePort"
+    assert service.spec.ports[0].node_port == site_vars["mlflow_server_node_port"]
+    allowed = server.args[server.args.index("--allowed-hosts") + 1].split(",")
+    node_addresses = {a.address for n in nodes for a in n.status.addresses or []}
+    assert any(
+        h.rsplit(":", 1)[0] in node_addresses for h in allowed if h.endswith(f":{service.spec.ports[0].node_port}")
+    )
+    assert f"mlflow-server.{namespace}.svc.cluster.local:5000" in allowed
+
+    summary = "\n".join(first.task(SUMMARY).result["msg"])
+    assert f":{site_vars['mlflow_server_node_port']}" in summary
+    assert f"http://mlflow-server.{namespace}.svc.cluster.local:5000" in summary
+    assert "playbooks/run_project.yml" in summary
+
+    # Converged: a second run changes nothing, task by task.
+    second = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=site_vars)
+    assert second.rc == 0, second.summary()
+    assert second.changed_tasks() == [], second.summary()
+    assert second.changed == 0, second.summary()
+
+    credentials = secret_data(core, namespace, "mlflow-database-credentials")
+    assert credentials and credentials["password"]
+
+    # Teardown without purge: the server goes, the data and the password stay.
+    kept = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)
+    assert kept.rc == 0, kept.summary()
+    with pytest.raises(ApiException) as gone:
+        apps.read_namespaced_deployment("mlflow-server", namespace)
+    assert gone.value.status == 404
+    assert not core.list_namespaced_service(namespace, label_selector="app.kubernetes.io/name=mlflow-server").items
+    assert secret_data(core, namespace, "mlflow-database-credentials") == credentials
+    claims = {c.metadata.name for c in core.list_namespaced_persistent_volume_claim(namespace).items}
+    assert {"mlflow-database", "mlflow-artifacts"} <= claims
+    core.read_persistent_volume(f"{namespace}-mlflow-artifacts")
+
+    # And teardown is idempotent.
+    again = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)
+    assert again.rc == 0, again.summary()
+    assert again.changed == 0, again.summary()
+
+
+def test_replicas_above_one_on_readwriteonce_fail_before_anything_is_applied(
+    playbook, site_vars, namespace, apps, purge_afterwards
+):
+    bad = {**site_vars, "storage_artifacts_access_modes": ["ReadWriteOnce"], "mlflow_server_replicas": 2}
+    result = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=bad, tags=["cluster", "mlflow_server"])
+    assert result.rc != 0
+    failed = result.failed_tasks()
+    assert failed and "mlflow_server_replicas" in json.dumps(failed[0].result), result.summary()
+    assert not apps.list_namespaced_deployment(namespace).items
