@@ -9,6 +9,7 @@
   artifacts_dir=None) -> Server`` (tests/harness/mlflow_server.py) that runs a real
   ``mlflow server`` on a free loopback port and waits for ``/health``; every server a test
   started is stopped when the test ends.
+- ``*_module_backend_uri`` and ``mlflow_module_server``: the same, shared by the tests of one module.
 """
 
 from __future__ import annotations
@@ -85,9 +86,7 @@ def _mlflow_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Serve
     servers.stop_all()
 
 
-@pytest.fixture
-def mlflow_server(_mlflow_servers: _Servers) -> Iterator[Callable[..., Server]]:
-    """``mlflow_server(backend_uri, *, args=(), env=None, artifacts_dir=None) -> Server``."""
+def _server_factory(servers: _Servers) -> tuple[Callable[..., Server], list[Server]]:
     mine: list[Server] = []
 
     def start(
@@ -97,10 +96,23 @@ def mlflow_server(_mlflow_servers: _Servers) -> Iterator[Callable[..., Server]]:
         env: Mapping[str, str | None] | None = None,
         artifacts_dir: str | os.PathLike[str] | None = None,
     ) -> Server:
-        server = _mlflow_servers.start(backend_uri, args=args, env=env, artifacts_dir=artifacts_dir)
+        server = servers.start(backend_uri, args=args, env=env, artifacts_dir=artifacts_dir)
         mine.append(server)
         return server
 
+    return start, mine
+
+
+def _database(kind: str, settings: dict[str, str], servers: _Servers) -> Iterator[str]:
+    with fresh_database(kind, settings) as uri:
+        yield uri
+        servers.stop_using(uri)
+
+
+@pytest.fixture
+def mlflow_server(_mlflow_servers: _Servers) -> Iterator[Callable[..., Server]]:
+    """``mlflow_server(backend_uri, *, args=(), env=None, artifacts_dir=None) -> Server``; stopped after the test."""
+    start, mine = _server_factory(_mlflow_servers)
     yield start
     for server in mine:
         server.stop()
@@ -109,22 +121,48 @@ def mlflow_server(_mlflow_servers: _Servers) -> Iterator[Callable[..., Server]]:
 @pytest.fixture
 def postgres_backend_uri(services: dict[str, str], _mlflow_servers: _Servers) -> Iterator[str]:
     """``postgresql+psycopg2://...`` of a new, empty database on the harness's PostgreSQL."""
-    with fresh_database("postgresql", services) as uri:
-        yield uri
-        _mlflow_servers.stop_using(uri)
+    yield from _database("postgresql", services, _mlflow_servers)
 
 
 @pytest.fixture
 def mysql_backend_uri(services: dict[str, str], _mlflow_servers: _Servers) -> Iterator[str]:
     """``mysql+pymysql://...`` of a new, empty database on the harness's MariaDB."""
-    with fresh_database("mysql", services) as uri:
-        yield uri
-        _mlflow_servers.stop_using(uri)
+    yield from _database("mysql", services, _mlflow_servers)
 
 
 @pytest.fixture
 def sqlite_backend_uri(tmp_path: Path, _mlflow_servers: _Servers) -> Iterator[str]:
     """``sqlite:////...`` of a new database file in the test's temporary directory."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    yield uri
+    _mlflow_servers.stop_using(uri)
+
+
+# The same per module: one database and one server shared by the tests of a module, for modules
+# whose tests do not depend on each other's MLflow state (a server start costs 10 to 30 s here).
+
+
+@pytest.fixture(scope="module")
+def mlflow_module_server(_mlflow_servers: _Servers) -> Iterator[Callable[..., Server]]:
+    """Like ``mlflow_server``, but its servers are stopped at the end of the module."""
+    start, mine = _server_factory(_mlflow_servers)
+    yield start
+    for server in mine:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_module_backend_uri(services: dict[str, str], _mlflow_servers: _Servers) -> Iterator[str]:
+    yield from _database("postgresql", services, _mlflow_servers)
+
+
+@pytest.fixture(scope="module")
+def mysql_module_backend_uri(services: dict[str, str], _mlflow_servers: _Servers) -> Iterator[str]:
+    yield from _database("mysql", services, _mlflow_servers)
+
+
+@pytest.fixture(scope="module")
+def sqlite_module_backend_uri(tmp_path_factory: pytest.TempPathFactory, _mlflow_servers: _Servers) -> Iterator[str]:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'mlflow.db'}"
     yield uri
     _mlflow_servers.stop_using(uri)

@@ -17,7 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tests.harness.mlflow_server import ServerStartError, free_port, start_server, wait_for_health
+from tests.harness.mlflow_server import ServerStartError, database_exists, free_port, start_server, wait_for_health
 
 pytestmark = pytest.mark.services
 
@@ -105,6 +105,14 @@ def test_backend_databases_are_fresh_per_test(postgres_backend_uri: str, mysql_b
             engine.dispose()
     assert postgres_backend_uri.startswith("postgresql+psycopg2://")
     assert mysql_backend_uri.startswith("mysql+pymysql://")
+
+
+def test_module_and_test_databases_are_distinct(
+    services: dict[str, str], postgres_module_backend_uri: str, postgres_backend_uri: str
+) -> None:
+    names = {uri.rsplit("/", 1)[-1] for uri in (postgres_module_backend_uri, postgres_backend_uri)}
+    assert len(names) == 2
+    assert all(name.startswith("mlflow_t_") and database_exists("postgresql", services, name) for name in names)
 
 
 def test_health_wait_fails_on_a_port_nobody_listens_on() -> None:
