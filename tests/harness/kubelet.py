@@ -402,6 +402,14 @@ def classify(api_client) -> str:
 _ids = itertools.count(1)
 
 
+def _transient(error: Exception) -> bool:
+    """Connection trouble and write conflicts: worth a retry, not a report."""
+    status = getattr(error, "status", None)
+    if status is not None:
+        return status in (409, 429, 500, 503, 504)
+    return isinstance(error, (OSError, TimeoutError)) or type(error).__module__.startswith("urllib3")
+
+
 class SimKubelet:
     """Plays the kubelet for the pods of ``namespace`` (see the module's docstring).
 
@@ -574,8 +582,11 @@ class SimKubelet:
                 node = self._request("get", f"/api/v1/nodes/{self.node_name}")
                 node["status"] = node_status(self.node_address)
                 self._request("put", f"/api/v1/nodes/{self.node_name}/status", body=node)
-            except Exception as error:  # a missed beat is reported, the next one retries
-                self._error(f"heartbeat: {error}")
+            except Exception as error:
+                if _transient(error):  # the next beat retries; 40 s of grace are 4 beats
+                    LOG.info("SimKubelet %s: heartbeat missed: %s", self.node_name, error)
+                else:
+                    self._error(f"heartbeat: {error}")
 
     # -- watch and work -----------------------------------------------------------------------
 
@@ -625,7 +636,10 @@ class SimKubelet:
                 if status == 410 or (isinstance(error, DynamicApiError) and error.status == 410):
                     resource_version = None  # expired: list again
                     continue
-                self._error(f"watch: {error}")
+                if _transient(error):  # the connection dropped: list again and watch on
+                    LOG.info("SimKubelet %s: watch interrupted: %s", self.node_name, error)
+                else:
+                    self._error(f"watch: {error}")
                 resource_version = None
                 self._stop.wait(1.0)
 

@@ -190,3 +190,16 @@ def test_log_annotations_one_text_or_per_container():
         "standin.mlflow-k8s.test/log.init": "i",
     }
     assert make_rule("a").annotations() == {}
+
+
+def test_connection_trouble_and_conflicts_are_retried_not_reported():
+    import urllib3
+    from kubernetes.client.rest import ApiException
+
+    from tests.harness.kubelet import _transient
+
+    assert _transient(urllib3.exceptions.ProtocolError("connection reset"))
+    assert _transient(ConnectionResetError())
+    assert _transient(ApiException(status=409))
+    assert not _transient(ApiException(status=422))  # the API refused what we wrote: a bug
+    assert not _transient(KeyError("status"))
