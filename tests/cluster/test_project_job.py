@@ -392,3 +392,16 @@ def test_job_deleted_while_waiting_kills_the_run(submit, kubelet, tracking, batc
     assert not waiter.is_alive()
     assert outcome["state"] == "Deleted" and not outcome["timed_out"]
     assert _run(tracking, outcome["run"]["run_id"]).info.status == "KILLED"
+
+
+def test_absent_by_the_same_inputs_and_in_check_mode(submit, kubelet, tracking, batch, namespace):
+    kubelet.outcome(PROJECT_LABEL, "run")
+    submitted = run(mlflow_project_job, submit(parameters={"seconds": 600}, run_name="to-cancel"))
+    args = submit(parameters={"seconds": 600}, run_name="to-cancel", state="absent")
+    planned = run(mlflow_project_job, args, check_mode=True)
+    assert planned["changed"] and planned["deleted"] == [submitted["job_name"]]
+    assert batch.read_namespaced_job(submitted["job_name"], namespace).metadata.deletion_timestamp is None
+    assert _run(tracking, submitted["run"]["run_id"]).info.status == "RUNNING"
+    removed = run(mlflow_project_job, args)
+    assert removed["changed"] and removed["killed_runs"] == [submitted["run"]["run_id"]]
+    assert _run(tracking, submitted["run"]["run_id"]).info.status == "KILLED"
