@@ -115,10 +115,8 @@ class Observer(threading.Thread):
         while not self.stop.is_set():
             watcher = watch.Watch()
             try:
-                for event in watcher.stream(
-                    batch.list_namespaced_job, self.namespace, timeout_seconds=5, deserialize=False
-                ):
-                    job = event.get("object") or {}
+                for event in watcher.stream(batch.list_namespaced_job, self.namespace, timeout_seconds=5):
+                    job = event.get("raw_object") or {}
                     name = (job.get("metadata") or {}).get("name")
                     if name and name not in self.ended and job_state(job) in ("Complete", "Failed"):
                         self.ended[name] = time.monotonic()

@@ -64,11 +64,12 @@ def wait_for_job(batch, namespace, name, timeout, clock=time.monotonic, job=None
                 resource_version=resource_version,
                 timeout_seconds=seconds,
                 allow_watch_bookmarks=True,
-                deserialize=False,
                 _request_timeout=(10, seconds + 15),
             ):
+                # Not deserialize=False: the client then fails on ERROR events (410 Gone) with a
+                # KeyError (it looks for raw_object, which only the deserializing path sets).
                 kind = event.get("type")
-                obj = event.get("object") or {}
+                obj = event.get("raw_object") or {}
                 if kind == "BOOKMARK":
                     job.setdefault("metadata", {})["resourceVersion"] = obj.get("metadata", {}).get("resourceVersion")
                     continue
