@@ -71,7 +71,8 @@ class Parameter(object):
                 if self.type == "int":
                     if isinstance(value, float) and not value.is_integer():
                         raise ValueError(value)
-                    int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
+                    if not isinstance(value, (int, float)):
+                        int(str(value).strip())  # "7" passes, "7.5" and "seven" do not
                 else:
                     float(value)
             except (TypeError, ValueError):
