@@ -235,8 +235,10 @@ def test_resubmission_brings_the_run_up_to_date(submit, kubelet, tracking, watch
 
 def test_check_mode_creates_nothing(submit, batch, namespace, tracking):
     before = len(tracking["client"].search_runs([tracking["experiment_id"]]))
-    result = run(mlflow_project_job, submit(parameters={"message": "dry"}), check_mode=True)
+    result = run(mlflow_project_job, submit(parameters={"message": "dry"}, _ansible_diff=True), check_mode=True)
     assert result["changed"]
+    assert result["diff"]["before"] == {} and result["diff"]["after"] == result["job"]
+    assert result["job"]["metadata"]["labels"][job_utils.LABEL_RUN_ID] == "planned"
     assert result["run"]["status"] == "PLANNED"
     assert result["run"]["params"] == {"message": "dry", "code": "0", "seconds": "0"}
     assert result["job"]["spec"]["template"]["spec"]["containers"][0]["command"][-3:] == ["dry", "0", "0"]
@@ -405,3 +407,21 @@ def test_absent_by_the_same_inputs_and_in_check_mode(submit, kubelet, tracking, 
     removed = run(mlflow_project_job, args)
     assert removed["changed"] and removed["killed_runs"] == [submitted["run"]["run_id"]]
     assert _run(tracking, submitted["run"]["run_id"]).info.status == "KILLED"
+
+
+def test_run_project_playbook_check_mode(playbook, namespace, project, tracking, images, batch):
+    root = Path(__file__).resolve().parents[2]
+    extra = {
+        "project_uri": str(project),
+        "project_image": images["busybox"],
+        "project_runner_namespace": namespace,
+        "project_tracking_uri": tracking["uri"],
+        "project_experiment_id": tracking["experiment_id"],
+        "project_parameters": {"message": "dry"},
+    }
+    result = playbook(root / "playbooks" / "run_project.yml", extra_vars=extra, check=True, diff=True)
+    assert result.rc == 0, result.summary()
+    submitted = result.task("Submit the project and wait for it").result
+    assert submitted["changed"] and submitted["run"]["status"] == "PLANNED"
+    assert batch.list_namespaced_job(namespace).items == []
+    assert tracking["client"].search_runs([tracking["experiment_id"]], "params.message = 'dry'") == []
