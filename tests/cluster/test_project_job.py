@@ -305,6 +305,10 @@ def test_run_project_playbook(playbook, kubelet, namespace, project, tracking, i
     assert result.rc == 0, result.summary()
     runs = tracking["client"].search_runs([tracking["experiment_id"]], "params.message = 'playbook'")
     assert [r.info.status for r in runs] == ["FINISHED"]
+    # Again: the same project, parameters and run name find the same Job; nothing changes.
+    again = playbook(root / "playbooks" / "run_project.yml", extra_vars=extra)
+    assert again.rc == 0 and again.changed == 0, again.summary()
+    assert len(tracking["client"].search_runs([tracking["experiment_id"]], "params.message = 'playbook'")) == 1
 
 
 def test_build_with_backend_config_builds_once(kubeconfig, namespace, kubelet, tracking, project, batch, images):
