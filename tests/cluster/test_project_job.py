@@ -429,3 +429,22 @@ def test_run_project_playbook_check_mode(playbook, namespace, project, tracking,
     assert submitted["changed"] and submitted["run"]["status"] == "PLANNED"
     assert batch.list_namespaced_job(namespace).items == []
     assert tracking["client"].search_runs([tracking["experiment_id"]], "params.message = 'dry'") == []
+
+
+@pytest.mark.parametrize(
+    ("kube_env", "option", "expected"),
+    [
+        (None, None, "tracking"),  # the submitter's URI
+        ("http://from-env:5000", None, "http://from-env:5000"),  # MLflow's KUBE_MLFLOW_TRACKING_URI
+        ("http://from-env:5000", "http://option:5000", "http://option:5000"),  # the option wins
+    ],
+)
+def test_job_tracking_uri_precedence(submit, tracking, monkeypatch, kube_env, option, expected):
+    if kube_env:
+        monkeypatch.setenv("KUBE_MLFLOW_TRACKING_URI", kube_env)
+    else:
+        monkeypatch.delenv("KUBE_MLFLOW_TRACKING_URI", raising=False)
+    args = submit(job_tracking_uri=option)
+    result = run(mlflow_project_job, args, check_mode=True)
+    env = {e["name"]: e["value"] for e in result["job"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == (tracking["uri"] if expected == "tracking" else expected)
