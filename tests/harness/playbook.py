@@ -70,8 +70,12 @@ class Result:
         return [t for t in self.tasks if t.failed and (host is None or t.host == host)]
 
     def task(self, name: str, host: str | None = None) -> TaskResult:
-        """The last result of the task called ``name`` (on ``host``); KeyError when it did not run."""
-        found = [t for t in self.tasks if t.name == name and (host is None or t.host == host)]
+        """The last result of the task called ``name`` (on ``host``); KeyError when it did not run.
+
+        A role's tasks are reported as ``<role> : <name>``; ``name`` may be either form.
+        """
+        on_host = [t for t in self.tasks if host is None or t.host == host]
+        found = [t for t in on_host if t.name == name] or [t for t in on_host if t.name.endswith(" : " + name)]
         if not found:
             raise KeyError(f"task {name!r} did not run; tasks that ran: {sorted({t.name for t in self.tasks})}")
         return found[-1]

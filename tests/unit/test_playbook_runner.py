@@ -104,3 +104,21 @@ def test_parse_report_ignores_noise_before_the_report():
         "h": {"ok": 1, "changed": 2, "failures": 0, "unreachable": 0, "skipped": 0, "rescued": 0, "ignored": 0}
     }
     assert parse_report("not json at all") == ({}, [])
+
+
+def test_role_tasks_are_found_by_their_own_name(tmp_path):
+    role = tmp_path / "roles" / "greeter" / "tasks"
+    role.mkdir(parents=True)
+    (role / "main.yml").write_text("- name: Greet\n  ansible.builtin.debug:\n    msg: hello\n")
+    plays = [
+        {
+            "name": "Use a role",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [{"name": "Include it", "ansible.builtin.include_role": {"name": "greeter"}}],
+        }
+    ]
+    result = run_playbook(plays, env={"ANSIBLE_ROLES_PATH": str(tmp_path / "roles")})
+    assert result.rc == 0, result.summary()
+    assert result.task("greeter : Greet").msg == "hello"
+    assert result.task("Greet").msg == "hello"
