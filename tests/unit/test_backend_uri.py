@@ -108,9 +108,9 @@ def test_driver_and_query():
     ],
 )
 def test_bad_input_names_the_option(kwargs, option):
-    args = {"engine": "postgresql", "host": "db", "username": "u", "password": "p", "database": "d"}
-    args.update(kwargs)
-    engine = args.pop("engine")
+    kwargs = dict(kwargs)
+    engine = kwargs.pop("engine", "postgresql")
+    args = {"host": "db", "username": "u", "password": "p", "database": "d", **kwargs}
     with pytest.raises(BackendUriError, match=option):
         build_backend_store_uri(engine, **args)
 
