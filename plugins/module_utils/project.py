@@ -243,6 +243,39 @@ def load_project(directory, require_mlproject=True):
     return Project(directory, None if name is None else str(name), entry_points, docker_env, env_type)
 
 
+_GIT_URI = re.compile(r"^(https?|ssh|git|file)://|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:")
+
+
+def is_git_uri(uri):
+    """``https://``, ``ssh://``, ``git://``, ``file://`` or ``user@host:path`` (MLflow's ``uri#subdir`` form too)."""
+    return bool(uri) and bool(_GIT_URI.match(str(uri)))
+
+
+def fetch_git_project(uri, version, dest):
+    """Clone ``uri`` (``repo#subdir`` as MLflow) into ``dest``, check out ``version``; returns the project dir."""
+    repo_uri, _sep, subdir = str(uri).partition("#")
+    try:
+        import git
+    except ImportError:
+        raise ProjectError("project_uri", "a git project_uri needs GitPython (it comes with mlflow)") from None
+    try:
+        repo = git.Repo.clone_from(repo_uri, dest)
+    except Exception as exc:  # GitCommandError, or git missing
+        raise ProjectError("project_uri", "cannot clone {0}: {1}".format(repo_uri, str(exc).strip())) from None
+    if version:
+        try:
+            repo.git.checkout(version)
+        except Exception as exc:
+            raise ProjectError(
+                "version",
+                "{0!r} is not a branch, tag or commit of {1}: {2}".format(version, repo_uri, str(exc).strip()),
+            ) from None
+    directory = os.path.normpath(os.path.join(dest, subdir)) if subdir else dest
+    if not directory.startswith(os.path.abspath(dest)) or not os.path.isdir(directory):
+        raise ProjectError("project_uri", "{0!r} is not a directory of {1}".format(subdir, repo_uri))
+    return directory
+
+
 _DNS_LABEL_BAD = re.compile(r"[^a-z0-9-]+")
 
 

@@ -16,6 +16,8 @@ __metaclass__ = type
 import datetime
 import os
 import re
+import shutil
+import tempfile
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import image as image_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
@@ -27,7 +29,11 @@ from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import (
     ProjectError,
     TemplateError,
 )
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.project import load_project
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.project import (
+    fetch_git_project,
+    is_git_uri,
+    load_project,
+)
 
 PLANNED_RUN_ID = "planned"
 RUN_ENV_NAMES = ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
@@ -64,7 +70,16 @@ class Plan(object):
         self.template = job_utils.load_template(template_source, template_option)
         self.template_option = template_option
 
-        self.project = load_project(params.get("project_uri"))
+        self.source = None
+        self.workdir = None
+        project_uri = params.get("project_uri")
+        if is_git_uri(project_uri):
+            self.workdir = tempfile.mkdtemp(prefix="mlflow-project-")
+            self.source = project_uri  # MLflow's source name for a remote project is its URI
+            project_uri = fetch_git_project(project_uri, params.get("version"), os.path.join(self.workdir, "repo"))
+        elif params.get("version"):
+            raise ProjectError("version", "version is for a git project_uri; {0!r} is a directory".format(project_uri))
+        self.project = load_project(project_uri)
         if not self.project.name:
             raise ProjectError("project_uri", "the MLproject has no name (MLflow needs it to name the Job)")
         self.build = bool(params.get("build"))
@@ -110,6 +125,10 @@ class Plan(object):
                     "env", "{0} is set by the module; use job_tracking_uri for the tracking URI".format(item["name"])
                 )
         job_utils._check_labels(params.get("labels"), "labels")
+
+    def cleanup(self):
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def render(self, run_id, experiment_id, image_ref, job_tracking_uri, when):
         name = job_utils.job_name(self.project.name, when)
@@ -300,8 +319,14 @@ class Runner(object):
 
     # -- state=present ---------------------------------------------------------------------
     def present(self):
+        plan = Plan(self.params)
+        try:
+            return self._present(plan)
+        finally:
+            plan.cleanup()
+
+    def _present(self, plan):
         params = self.params
-        plan = Plan(params)
         self.connect(plan.context)
         self.check_namespace(plan.namespace)
         tracker = tracking.Tracker(params.get("tracking_uri"))
@@ -319,7 +344,9 @@ class Runner(object):
             params.get("experiment_name"), params.get("experiment_id"), create=not self.check_mode
         )
         job_tracking_uri = params.get("job_tracking_uri") or os.environ.get("KUBE_MLFLOW_TRACKING_URI") or tracker.uri
-        tags = tracking.run_tags(plan.project.directory, plan.entry_point.name, run_name=params.get("run_name"))
+        tags = tracking.run_tags(
+            plan.project.directory, plan.entry_point.name, run_name=params.get("run_name"), source=plan.source
+        )
         when = self.now()
         if self.check_mode:
             image_ref = plan.base_image
@@ -490,6 +517,7 @@ class Runner(object):
             selector = "{0}={1}".format(job_utils.LABEL_RUN_ID, params["run_id"])
         else:
             plan = Plan(params)
+            plan.cleanup()
             namespace = plan.namespace
             selector = "{0}={1}".format(job_utils.LABEL_IDENTITY, job_utils.identity_label(plan.identity))
         namespace = namespace or "default"

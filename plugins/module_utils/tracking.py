@@ -40,11 +40,11 @@ def limit_http_retries():
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
-def run_tags(project_dir, entry_point, *, run_name=None, image_uri=None, image_digest=None, user=None):
-    """The tags ``mlflow run --backend kubernetes`` sets on its run."""
+def run_tags(project_dir, entry_point, *, run_name=None, image_uri=None, image_digest=None, user=None, source=None):
+    """The tags ``mlflow run --backend kubernetes`` sets on its run (``source``: a remote project's URI)."""
     tags = {
         tags_.MLFLOW_USER: user or _user(),
-        tags_.MLFLOW_SOURCE_NAME: source_name(project_dir),
+        tags_.MLFLOW_SOURCE_NAME: source or source_name(project_dir),
         tags_.MLFLOW_SOURCE_TYPE: "PROJECT",
         tags_.MLFLOW_PROJECT_ENTRY_POINT: entry_point,
         tags_.MLFLOW_PROJECT_ENV: "docker",

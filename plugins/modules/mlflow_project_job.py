@@ -52,8 +52,15 @@ options:
   project_uri:
     description:
       - Local directory of the MLflow project, with an C(MLproject) file (any case, as MLflow finds it).
+      - Or a git URL (C(https://), C(ssh://), C(git://), C(file://), C(user@host:path)), with C(#subdir) for a
+        project below the repository's root, as MLflow takes it. It is cloned into a temporary directory on
+        the controller for the call.
       - Required with O(state=present).
     type: path
+  version:
+    description:
+      - Branch, tag or commit to check out of a git O(project_uri), as C(mlflow run --version).
+    type: str
   entry_point:
     description:
       - Entry point of the MLproject, or a C(.py)/C(.sh)/C(.R) file of the project, as C(mlflow run -e).
@@ -420,6 +427,7 @@ def argument_spec():
     spec.update(
         state={"type": "str", "choices": ["present", "absent"], "default": "present"},
         project_uri={"type": "path"},
+        version={"type": "str"},
         entry_point={"type": "str", "default": "main"},
         parameters={"type": "dict", "default": {}},
         experiment_name={"type": "str"},

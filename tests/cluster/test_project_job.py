@@ -9,6 +9,7 @@ echoes a message, sleeps, and exits with the code it is given), in the busybox i
 """
 
 import json
+import os
 from pathlib import Path
 from unittest import mock
 
@@ -448,3 +449,21 @@ def test_job_tracking_uri_precedence(submit, tracking, monkeypatch, kube_env, op
     result = run(mlflow_project_job, args, check_mode=True)
     env = {e["name"]: e["value"] for e in result["job"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MLFLOW_TRACKING_URI"] == (tracking["uri"] if expected == "tracking" else expected)
+
+
+def test_git_project_uri(submit, kubelet, tracking, project, tmp_path):
+    import subprocess
+
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "c"], ["tag", "v1"]):
+        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True, env={**os.environ, **env})
+    kubelet.outcome(PROJECT_LABEL, "succeed")
+    uri = f"file://{project}"
+    result = run(mlflow_project_job, submit(project_uri=uri, version="v1", wait=True, parameters={"message": "git"}))
+    assert result["state"] == "Complete", result
+    run_ = _run(tracking, result["run"]["run_id"])
+    assert run_.data.tags["mlflow.source.name"] == uri
+    assert len(run_.data.tags["mlflow.source.git.commit"]) == 40
+    # Same content as the local directory: the same identity, so the local call finds this Job.
+    local = run(mlflow_project_job, submit(parameters={"message": "git"}))
+    assert local["existing"] and local["job_name"] == result["job_name"]

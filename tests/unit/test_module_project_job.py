@@ -2,6 +2,7 @@
 
 import http.server
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -234,3 +235,37 @@ def test_fuzzed_info_options_never_give_a_traceback(optional):
     assert result.get("failed"), result
     assert not result["msg"].startswith("unexpected error"), result["msg"]
     assert names_an_option(result["msg"], set(mlflow_project_job_info.argument_spec())), result["msg"]
+
+
+def test_git_project_is_cloned_then_removed(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+    import tempfile
+
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import runner
+
+    repo = tmp_path / "repo"
+    shutil.copytree(PROJECTS / "wine", repo)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+    }
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "c"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env=env)
+    made = []
+    original = tempfile.mkdtemp
+
+    def mkdtemp(**kwargs):
+        made.append(original(dir=tmp_path, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(runner.tempfile, "mkdtemp", mkdtemp)
+    result = run(mlflow_project_job, wine(project_uri=f"file://{repo}"))
+    # The plan (clone, MLproject, parameters) succeeded: the first failure is the missing cluster.
+    assert result["option"] == "kubeconfig", result
+    assert len(made) == 1 and not os.path.exists(made[0])
+    result = run(mlflow_project_job, wine(version="v1"))
+    assert result["option"] == "version"

@@ -1,5 +1,6 @@
 """MLproject loading and command rendering, with MLflow itself as the oracle."""
 
+import os
 import shlex
 from pathlib import Path
 
@@ -200,3 +201,51 @@ def test_example_project_renders_as_mlflow_does():
     assert mine.name == "wine-quality" and mine.docker_env["image"]
     assert mine.get_entry_point("main").compute_command(parameters) == expected
     assert mine.get_entry_point("main").argv(parameters)[-2:] == ["--tag", "first try"]
+
+
+@pytest.fixture
+def git_repo(tmp_path):
+    """A real git repository holding the wine fixture under projects/wine, tagged v1, then changed."""
+    import shutil
+    import subprocess
+
+    repo = tmp_path / "repo"
+    shutil.copytree(PROJECTS / "wine", repo / "projects" / "wine")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env={**os.environ, **env})
+
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-q", "-m", "v1")
+    git("tag", "v1")
+    (repo / "projects" / "wine" / "train.py").write_text("print('v2')\n")
+    git("commit", "-q", "-am", "v2")
+    return repo
+
+
+def test_git_project_uri_is_cloned_like_mlflow_takes_it(git_repo, tmp_path):
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.image import content_hash
+
+    uri = f"file://{git_repo}#projects/wine"
+    assert ours.is_git_uri(uri) and not ours.is_git_uri(str(git_repo))
+    v1 = ours.fetch_git_project(uri, "v1", str(tmp_path / "v1"))
+    head = ours.fetch_git_project(uri, None, str(tmp_path / "head"))
+    assert ours.load_project(v1).name == "LogisticRegression"
+    assert content_hash(v1) == content_hash(str(PROJECTS / "wine"))  # .git is not content
+    assert content_hash(head) != content_hash(v1)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "version", "option"),
+    [
+        ("#projects/wine", "no-such-tag", "version"),
+        ("#projects/none", None, "project_uri"),
+        ("-missing", None, "project_uri"),
+    ],
+)
+def test_git_errors_name_the_option(git_repo, tmp_path, suffix, version, option):
+    with pytest.raises(ProjectError) as caught:
+        ours.fetch_git_project(f"file://{git_repo}{suffix}", version, str(tmp_path / "clone"))
+    assert caught.value.option == option
