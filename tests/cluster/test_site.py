@@ -136,6 +136,11 @@ def test_site_converges_rolls_out_reruns_unchanged_and_teardown_keeps_data(
     assert second.changed_tasks() == [], second.summary()
     assert second.changed == 0, second.summary()
 
+    # Check mode on the converged platform: nothing to change either.
+    checked = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=site_vars, check=True)
+    assert checked.rc == 0, checked.summary()
+    assert checked.changed == 0, checked.summary()
+
     credentials = secret_data(core, namespace, "mlflow-database-credentials")
     assert credentials and credentials["password"]
 
