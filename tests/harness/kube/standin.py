@@ -359,7 +359,9 @@ class StandIn:
         self.address = f"127.0.0.1:{self._httpd.server_address[1]}"
         self.url = f"http://{self.address}"
         self.kubeconfig = self.workdir / "standin.kubeconfig"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="standin-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="standin-http", daemon=True
+        )
         self._stopped = False
 
     def start(self) -> StandIn:
