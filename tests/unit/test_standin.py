@@ -277,7 +277,7 @@ def test_label_and_field_selectors(core, ns):
     assert names(label_selector="tier,env!=prod") == ["b"]
     assert names(field_selector="metadata.name=b") == ["b"]
     assert names(field_selector="metadata.name!=b,metadata.namespace=" + ns) == ["a", "c"]
-    code, _ = error_of(core.list_namespaced_config_map, ns, label_selector="tier in (db")
+    code, _body = error_of(core.list_namespaced_config_map, ns, label_selector="tier in (db")
     assert code == 400
 
 

@@ -43,7 +43,7 @@ def parse_time(value: str) -> float:
 
 
 def random_suffix(n: int = 5) -> str:
-    return "".join(secrets.choice(_NAME_CHARS) for _ in range(n))
+    return "".join(secrets.choice(_NAME_CHARS) for _i in range(n))
 
 
 def short_hash(data) -> str:
@@ -88,7 +88,7 @@ def _details(res: Resource, name: str, **extra) -> dict:
 
 def invalid(res: Resource, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
     """422 Invalid; causes are (field, reason, message) as the real API reports them."""
-    parts = [f"{f}: {m}" for f, _, m in causes]
+    parts = [f"{f}: {m}" for f, _reason, m in causes]
     text = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     details = {"name": name, "group": res.group, "kind": res.kind}
     details["causes"] = [{"reason": r, "message": m, "field": f} for f, r, m in causes]
@@ -435,7 +435,7 @@ class Store:
         objs = self.objects.get(key, {})
         if namespace is None:
             return list(objs.values())
-        return [o for (ns, _), o in objs.items() if ns == namespace]
+        return [o for (ns, _name), o in objs.items() if ns == namespace]
 
     def find(self, key: str, namespace: str, name: str) -> dict | None:
         return self.objects.get(key, {}).get((namespace, name))
@@ -796,7 +796,7 @@ class Store:
                     new["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != owner_uid]
                     if not new["metadata"]["ownerReferences"]:
                         del new["metadata"]["ownerReferences"]
-                    self.objects[key][(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])] = new
+                    objs[(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])] = new
                     self._record(self.resource_for(key), "MODIFIED", new, obj)
 
     def finish_namespace(self, name: str) -> None:
@@ -864,7 +864,7 @@ class Store:
                         batch.append(event)
                 batch.reverse()
                 cursor = self.rv
-            for _, _, logged, obj, prev in batch:
+            for _rv, _key, logged, obj, prev in batch:
                 now, was = wanted(obj), prev is None or wanted(prev)
                 etype = ("ADDED" if now else "DELETED") if logged == "MODIFIED" and now != was else logged
                 if now or (etype == "DELETED" and was):

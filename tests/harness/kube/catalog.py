@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import jsonschema
@@ -171,6 +170,7 @@ class Catalog:
             for gvk in schema.get("x-kubernetes-group-version-kind", []):
                 gvk_schema[(gvk["group"], gvk["version"], gvk["kind"])] = key
         self.resources: dict[tuple[str, str, str], Resource] = {}
+        self._validators: dict[str, jsonschema.protocols.Validator] = {}
         self._build(*_client_paths(), gvk_schema)
 
     def _build(self, pairs, returns_object, gvk_schema) -> None:
@@ -216,7 +216,7 @@ class Catalog:
 
     def group_versions(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for group, version, _ in self.resources:
+        for group, version, _plural in self.resources:
             out.setdefault(group, [])
             if version not in out[group]:
                 out[group].append(version)
@@ -228,14 +228,14 @@ class Catalog:
         return self.group_versions()[group][0]
 
     def in_group_version(self, group: str, version: str) -> list[Resource]:
-        return [r for (g, v, _), r in sorted(self.resources.items()) if (g, v) == (group, version)]
+        return [r for (g, v, _plural), r in sorted(self.resources.items()) if (g, v) == (group, version)]
 
     def get(self, group: str, version: str, plural: str) -> Resource | None:
         return self.resources.get((group, version, plural))
 
     def by_kind(self, api_version: str, kind: str) -> Resource | None:
-        group, _, version = api_version.rpartition("/")
-        for (g, v, _), res in self.resources.items():
+        group, _slash, version = api_version.rpartition("/")
+        for (g, v, _plural), res in self.resources.items():
             if (g, v, res.kind) == (group, version, kind):
                 return res
         return None
@@ -251,7 +251,8 @@ class Catalog:
     def root_schema(self, res: Resource) -> dict:
         return self.defs.get(res.schema_key or "", {})
 
-    @cache  # noqa: B019 - one catalog per process, the cache lives as long as it does
     def validator(self, schema_key: str) -> jsonschema.protocols.Validator:
-        schema = {"$ref": f"#/$defs/{schema_key}", "$defs": self.defs}
-        return jsonschema.Draft202012Validator(schema)
+        if schema_key not in self._validators:
+            schema = {"$ref": f"#/$defs/{schema_key}", "$defs": self.defs}
+            self._validators[schema_key] = jsonschema.Draft202012Validator(schema)
+        return self._validators[schema_key]

@@ -498,7 +498,10 @@ class ControllerManager:
     def _deployment_status(self, dep: dict, owned: list[dict], template_hash: str) -> None:
         spec, desired = dep["spec"], dep["spec"].get("replicas", 1)
         new = next((rs for rs in owned if rs["metadata"]["labels"].get("pod-template-hash") == template_hash), None)
-        stat = lambda rs, k: (rs.get("status") or {}).get(k, 0)  # noqa: E731
+
+        def stat(rs: dict, key: str) -> int:
+            return (rs.get("status") or {}).get(key, 0)
+
         replicas = sum(stat(rs, "replicas") for rs in owned)
         available = sum(stat(rs, "availableReplicas") for rs in owned)
         updated = stat(new, "replicas") if new else 0
@@ -588,7 +591,7 @@ class ControllerManager:
                 continue
             pods = [p for p in self.owned_pods(rs) if active(p)]
             missing = spec.get("replicas", 1) - len(pods)
-            for _ in range(missing):
+            for _i in range(missing):
                 pods.append(self.create("pods", meta["namespace"], self.pod_from_template(rs, spec["template"])))
             if missing < 0:
                 ranked = sorted(
@@ -820,7 +823,7 @@ class ControllerManager:
                 status["completionTime"] = now()
             elif not spec.get("suspend"):
                 remaining = (completions - succeeded) if completions is not None else parallelism
-                for _ in range(min(parallelism, remaining) - len(running)):
+                for _i in range(min(parallelism, remaining) - len(running)):
                     running.append(
                         self.create("pods", meta["namespace"], self.pod_from_template(job, spec["template"]))
                     )
