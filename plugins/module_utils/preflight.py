@@ -104,6 +104,12 @@ def evaluate(data):
                 "run 'swapoff -a' and remove it from /etc/fstab" % ", ".join(s["device"] for s in swaps)
             )
 
+    if "docker" in checks and not data.get("docker_socket_exists"):
+        problems.append(
+            "no Docker engine: %s does not exist (minikube's docker driver needs one; "
+            "preflight_docker_socket, or minikube_driver: none)" % data.get("docker_socket", "/var/run/docker.sock")
+        )
+
     if "ports" in checks:
         listening = set(parse_proc_net_tcp(data.get("proc_net_tcp", "")))
         listening.update(parse_proc_net_tcp(data.get("proc_net_tcp6", "")))

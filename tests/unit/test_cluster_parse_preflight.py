@@ -98,6 +98,15 @@ def test_unsupported_distribution_names_the_supported_ones():
     assert problem.startswith("OS Alpine 3.20 is not supported by microk8s (supported: Debian >= 11, Ubuntu >= 20.04")
 
 
+def test_docker_driver_needs_the_engine_socket():
+    data = node(checks=["docker"], docker_socket="/run/docker.sock", docker_socket_exists=False)
+    assert preflight.evaluate(data) == [
+        "no Docker engine: /run/docker.sock does not exist (minikube's docker driver needs one; "
+        "preflight_docker_socket, or minikube_driver: none)"
+    ]
+    assert preflight.evaluate(dict(data, docker_socket_exists=True)) == []
+
+
 def test_loadable_module_counts():
     data = node(checks=["kernel_modules"], proc_modules="", modules_builtin="", modules_loadable=["iscsi_tcp", "nfs"])
     assert preflight.evaluate(data) == []
