@@ -1,0 +1,254 @@
+"""The storage and database roles against a Kubernetes API: apply, wait, re-run, teardown.
+
+Every expectation is read back with the kubernetes client, independently of the roles: the
+objects exist with the shape the roles promise, the URI Secret parses (SQLAlchemy's make_url)
+to the credentials Secret's password and the Service's address, a second run changes nothing
+and keeps the password, a given password goes through the admin Job before the Secret
+changes, and teardown keeps volumes and credentials unless purge says otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from sqlalchemy.engine import make_url
+
+pytestmark = pytest.mark.cluster
+
+REPORT = "Report the handed-on facts"
+FACTS = [
+    "storage_class_name",
+    "storage_database_pvc",
+    "storage_artifacts_pvc",
+    "storage_artifacts_access_modes",
+    "database_uri_secret_name",
+    "database_uri_secret_key",
+    "database_auth_uri_secret_name",
+    "database_auth_uri_secret_key",
+    "database_host",
+    "database_port",
+]
+
+REPORTED = {fact: "{{ " + fact + " | default('') }}" for fact in FACTS}
+
+
+def site(roles=("storage", "database")):
+    return [
+        {
+            "name": "Storage and database",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "roles": [f"mlops.mlflow_k8s.{role}" for role in roles],
+            "post_tasks": [{"name": REPORT, "ansible.builtin.debug": {"msg": REPORTED}}],
+        }
+    ]
+
+
+def teardown_play():
+    return [
+        {
+            "name": "Teardown",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": f"Tear down {role}",
+                    "ansible.builtin.include_role": {"name": f"mlops.mlflow_k8s.{role}", "tasks_from": "teardown"},
+                }
+                for role in ("database", "storage")
+            ],
+        }
+    ]
+
+
+@pytest.fixture
+def site_vars(namespace, kubelet, kubeconfig, tmp_path):
+    base = tmp_path / "volumes"
+    return {
+        "cluster_kubeconfig": kubeconfig,
+        "mlflow_k8s_namespace": namespace,
+        "storage_create_namespace": False,
+        "storage_hostpath_node": kubelet.node_name if kubelet.active else "",
+        "storage_hostpath_dir_method": "host",
+        "storage_hostpath_base_dir": str(base),
+        "database_wait_timeout": 300,
+    }
+
+
+@pytest.fixture
+def core(k8s):
+    from kubernetes import client
+
+    return client.CoreV1Api(k8s)
+
+
+@pytest.fixture
+def purge_afterwards(playbook, site_vars):
+    """PVs and the StorageClass are cluster-wide: purge them whatever the test's outcome."""
+    yield
+    result = playbook(teardown_play(), extra_vars={**site_vars, "storage_purge": True, "database_purge": True})
+    assert result.rc == 0, result.summary()
+
+
+def secret_data(core, namespace, name):
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+def node_name_for(kubelet, core):
+    if kubelet.active:
+        return kubelet.node_name
+    return core.list_node().items[0].metadata.name
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_apply_rerun_keeps_password(engine, playbook, site_vars, namespace, core, k8s, kubelet, purge_afterwards):
+    from kubernetes import client
+
+    extra = {**site_vars, "database_engine": engine, "storage_hostpath_node": node_name_for(kubelet, core)}
+
+    checked = playbook(site(), extra_vars=extra, check=True)
+    assert checked.rc == 0, checked.summary()
+    assert secret_data(core, namespace, "mlflow-database-credentials") is None, "check mode created the Secret"
+    assert not core.list_namespaced_persistent_volume_claim(namespace).items, "check mode created PVCs"
+
+    first = playbook(site(), extra_vars=extra)
+    assert first.rc == 0, first.summary()
+    facts = first.task(REPORT).result["msg"]
+    assert facts["storage_class_name"] == "mlflow-k8s-hostpath"
+    assert facts["storage_database_pvc"] == "mlflow-database"
+    assert facts["storage_artifacts_access_modes"] == ["ReadWriteMany"]
+    assert facts["database_host"] == f"mlflow-{engine}.{namespace}.svc"
+    assert int(facts["database_port"]) == {"postgresql": 5432, "mysql": 3306}[engine]
+    assert facts["database_auth_uri_secret_name"] == ""
+
+    sts = client.AppsV1Api(k8s).read_namespaced_stateful_set(f"mlflow-{engine}", namespace)
+    assert sts.status.ready_replicas == 1, sts.status
+    pod_spec = sts.spec.template.spec
+    assert pod_spec.volumes[0].persistent_volume_claim.claim_name == "mlflow-database"
+    assert pod_spec.security_context.run_as_non_root is True
+    assert pod_spec.containers[0].security_context.capabilities.drop == ["ALL"]
+    pv = core.read_persistent_volume(f"{namespace}-mlflow-database")
+    assert pv.spec.persistent_volume_reclaim_policy == "Retain"
+    assert pv.spec.claim_ref.name == "mlflow-database"
+    policy = client.NetworkingV1Api(k8s).read_namespaced_network_policy(f"mlflow-{engine}", namespace)
+    rule = k8s.sanitize_for_serialization(policy)["spec"]["ingress"][0]
+    admitted = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+    assert {"app.kubernetes.io/name": "mlflow-server"} in admitted
+
+    credentials = secret_data(core, namespace, "mlflow-database-credentials")
+    assert len(credentials["password"]) == 32
+    uri = make_url(secret_data(core, namespace, facts["database_uri_secret_name"])[facts["database_uri_secret_key"]])
+    assert uri.drivername == {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql"}[engine]
+    assert (uri.username, uri.password, uri.host, uri.database) == (
+        "mlflow",
+        credentials["password"],
+        facts["database_host"],
+        "mlflow",
+    )
+
+    second = playbook(site(), extra_vars=extra)
+    assert second.rc == 0, second.summary()
+    assert second.changed == 0, second.summary()
+    assert secret_data(core, namespace, "mlflow-database-credentials") == credentials
+
+    rechecked = playbook(site(), extra_vars=extra, check=True)
+    assert rechecked.rc == 0, rechecked.summary()
+    assert rechecked.changed == 0, rechecked.summary()
+
+    if engine != "postgresql":
+        return  # teardown does not depend on the engine: run it once
+    # Teardown without purge: the workload goes, the volumes and the credentials stay.
+    kept = playbook(teardown_play(), extra_vars=extra)
+    assert kept.rc == 0, kept.summary()
+    assert not client.AppsV1Api(k8s).list_namespaced_stateful_set(namespace).items
+    assert secret_data(core, namespace, "mlflow-backend-store") is None
+    assert secret_data(core, namespace, "mlflow-database-credentials") == credentials
+    assert {c.metadata.name for c in core.list_namespaced_persistent_volume_claim(namespace).items} == {
+        "mlflow-database",
+        "mlflow-artifacts",
+    }
+    core.read_persistent_volume(f"{namespace}-mlflow-database")
+
+    # Back again: the same password is read back and handed on.
+    again = playbook(site(), extra_vars=extra)
+    assert again.rc == 0, again.summary()
+    assert secret_data(core, namespace, "mlflow-database-credentials") == credentials
+
+
+def test_given_password_goes_through_the_admin_job(playbook, site_vars, namespace, core, kubelet, purge_afterwards):
+    extra = {**site_vars, "storage_hostpath_node": node_name_for(kubelet, core)}
+    first = playbook(site(), extra_vars=extra)
+    assert first.rc == 0, first.summary()
+    old = secret_data(core, namespace, "mlflow-database-credentials")["password"]
+
+    given = "N3w p@ss:/?#%+'\"\\"
+    changed_vars = {**extra, "database_password": given, "database_auth_db_enabled": True}
+    second = playbook(site(), extra_vars=changed_vars)
+    assert second.rc == 0, second.summary()
+    assert second.task("mlops.mlflow_k8s.database : Start the database admin Job").changed
+    credentials = secret_data(core, namespace, "mlflow-database-credentials")
+    assert credentials["password"] == given != old
+    assert credentials["auth-database"] == "mlflow_auth"
+    uris = secret_data(core, namespace, "mlflow-backend-store")
+    assert make_url(uris["uri"]).password == given
+    assert make_url(uris["auth-uri"]).database == "mlflow_auth"
+    facts = second.task(REPORT).result["msg"]
+    assert (facts["database_auth_uri_secret_name"], facts["database_auth_uri_secret_key"]) == (
+        "mlflow-backend-store",
+        "auth-uri",
+    )
+    assert secret_data(core, namespace, "mlflow-database-admin") is None, "the transient Secret was left behind"
+
+    third = playbook(site(), extra_vars=changed_vars)
+    assert third.rc == 0, third.summary()
+    assert third.changed == 0, third.summary()
+
+
+def test_failed_admin_job_leaves_the_secret(playbook, site_vars, namespace, core, kubelet, purge_afterwards):
+    if not kubelet.active:
+        pytest.skip("a real kubelet runs the Job for real; the failure is provoked through the simulated kubelet")
+    first = playbook(site(), extra_vars=site_vars)
+    assert first.rc == 0, first.summary()
+    before = secret_data(core, namespace, "mlflow-database-credentials")
+
+    kubelet.outcome(
+        {"app.kubernetes.io/name": "database-admin"}, "fail", exit_code=2, log="password authentication failed"
+    )
+    failed = playbook(site(), extra_vars={**site_vars, "database_password": "another-password-1"})
+    assert failed.rc != 0
+    assert any("could not change the password" in t.msg for t in failed.failed_tasks()), failed.summary()
+    assert secret_data(core, namespace, "mlflow-database-credentials") == before
+    assert secret_data(core, namespace, "mlflow-database-admin") is None
+
+
+def test_external_secret_is_handed_on_or_refused(playbook, namespace, core, kubeconfig):
+    from kubernetes import client
+
+    extra = {
+        "cluster_kubeconfig": kubeconfig,
+        "mlflow_k8s_namespace": namespace,
+        "database_engine": "external",
+        "database_external_uri_secret_name": "site-db",
+    }
+    missing = playbook(site(roles=("database",)), extra_vars=extra)
+    assert missing.rc != 0
+    assert any("database_external_uri_secret_name" in t.msg for t in missing.failed_tasks()), missing.summary()
+
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="site-db"), string_data={"uri": "postgresql://u:p@h/d"}),
+    )
+    given = playbook(site(roles=("database",)), extra_vars=extra)
+    assert given.rc == 0, given.summary()
+    facts = given.task(REPORT).result["msg"]
+    assert (facts["database_uri_secret_name"], facts["database_uri_secret_key"]) == ("site-db", "uri")
+    assert given.changed == 0, given.summary()
