@@ -75,7 +75,9 @@ def measure(config: str, wait: float) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks server_shutdown", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks server_shutdown", description=__doc__.split("\n", maxsplit=1)[0]
+    )
     parser.add_argument("--wait", type=float, default=90, help="seconds to wait for the exit (default 90)")
     args = parser.parse_args(argv)
     for config in ("role", "defaults"):

@@ -62,7 +62,7 @@ def services_env() -> dict[str, str]:
     env = {}
     for line in out.splitlines():
         if line.startswith("export "):
-            key, _, value = line[len("export ") :].partition("=")
+            key, _sep, value = line[len("export ") :].partition("=")
             env[key] = value.strip("'\"")
     return env
 
@@ -273,7 +273,7 @@ def setup_runs(url: str, count: int) -> list[str]:
     exp.raise_for_status()
     experiment_id = exp.json()["experiment_id"]
     runs = []
-    for _ in range(count):
+    for _round in range(count):
         r = session.post(
             f"{url}/api/2.0/mlflow/runs/create",
             json={"experiment_id": experiment_id, "start_time": int(time.time() * 1000)},
@@ -459,7 +459,9 @@ def measure_backend(backend: str, env: dict[str, str], args: argparse.Namespace)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks tracking_server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks tracking_server", description=__doc__.split("\n", maxsplit=1)[0]
+    )
     parser.add_argument("--requests", type=int, default=1500, help="requests per workload at most (default 1500)")
     parser.add_argument("--seconds", type=float, default=20, help="seconds per workload at most (default 20)")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads (default 8)")

@@ -275,7 +275,7 @@ def services_env() -> dict[str, str]:
     for line in out.splitlines():
         words = shlex.split(line)
         if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, _, value = words[1].partition("=")
+            key, _sep, value = words[1].partition("=")
             settings[key] = value
     return settings
 

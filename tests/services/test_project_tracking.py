@@ -78,7 +78,7 @@ def test_run_has_mlflows_tags_and_params(server, monkeypatch):
 
 def test_terminate_is_idempotent_and_log_is_an_artifact(server, tmp_path):
     tracker = tracking_utils.Tracker(server.url)
-    _, run_id = _submit_like_the_module(tracker, WINE, {"alpha": 1}, f"wine-{uuid.uuid4().hex[:8]}")
+    _experiment_id, run_id = _submit_like_the_module(tracker, WINE, {"alpha": 1}, f"wine-{uuid.uuid4().hex[:8]}")
     tracker.log_text(run_id, "line 1\nline 2\n")
     assert tracker.terminate(run_id, "FAILED") is True
     assert tracker.terminate(run_id, "FINISHED") is False  # a terminal status is never overwritten
@@ -98,12 +98,12 @@ def test_sync_run_from_job_state(server):
         ("Deleted", "KILLED"),
         ("Running", "RUNNING"),
     ):
-        _, run_id = _submit_like_the_module(tracker, WINE, {"alpha": 1}, f"sync-{uuid.uuid4().hex[:8]}")
+        _experiment_id, run_id = _submit_like_the_module(tracker, WINE, {"alpha": 1}, f"sync-{uuid.uuid4().hex[:8]}")
         job = {"metadata": {"name": "j", "namespace": "n", "labels": {LABEL_RUN_ID: run_id}}}
-        changed, _ = runner.sync_run(tracker, job, state)
+        changed, _run = runner.sync_run(tracker, job, state)
         results[state] = (changed, tracker.get_run(run_id)["status"])
         assert results[state] == (expected != "RUNNING", expected)
-        again, _ = runner.sync_run(tracker, job, state)
+        again, _run = runner.sync_run(tracker, job, state)
         assert again is False
 
 

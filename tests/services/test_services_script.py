@@ -38,7 +38,7 @@ def _run(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Complet
 
 def _settings(env_output: str) -> dict[str, str]:
     pairs = (shlex.split(line)[1].partition("=") for line in env_output.splitlines() if line.startswith("export "))
-    return {key: value for key, _, value in pairs}
+    return {key: value for key, _sep, value in pairs}
 
 
 def _answers(uri: str) -> bool:

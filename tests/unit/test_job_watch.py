@@ -93,7 +93,7 @@ def test_bookmark_moves_the_resource_version():
             [{"type": "MODIFIED", "object": failed}],
         ],
     )
-    _, state, _ = watch.wait_for_job(batch, "n", "j", 60, clock=Clock())
+    _final, state, _log = watch.wait_for_job(batch, "n", "j", 60, clock=Clock())
     assert state == "Failed"
     assert [c["resource_version"] for c in batch.watch_calls] == ["1", "10"]
 

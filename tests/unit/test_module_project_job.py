@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ansible_collections.mlops.mlflow_k8s.plugins.modules import mlflow_project_job, mlflow_project_job_info
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
-OPTIONS = set(mlflow_project_job.argument_spec())
+OPTIONS = frozenset(mlflow_project_job.argument_spec())
 NO_CLUSTER = "/nonexistent/kubeconfig"
 
 
