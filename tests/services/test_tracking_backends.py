@@ -77,7 +77,7 @@ def test_tracking_round_trip(backend: str, request: pytest.FixtureRequest, mlflo
             rows = conn.execute(
                 sqlalchemy.select(params_table.c.key, params_table.c.value).where(params_table.c.run_uuid == run_id)
             )
-            params = dict(rows)
+            params = dict(rows.all())  # CursorResult has keys(): dict() would take it for a mapping
             points = conn.execute(sqlalchemy.text("SELECT COUNT(*) FROM metrics WHERE run_uuid = :r"), {"r": run_id})
             experiments = conn.execute(
                 sqlalchemy.text("SELECT COUNT(*) FROM experiments WHERE name = :n"), {"n": experiment_name}
