@@ -6,6 +6,10 @@ VENV      ?= $(CURDIR)/.venv
 BIN       := $(VENV)/bin
 PYTEST    := $(BIN)/python -m pytest
 INVENTORY ?= inventories/local
+# The services and cluster suites mostly wait (server start-up, rollouts): two pytest workers
+# roughly halve them on 2 cores. PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= 2
+XDIST     := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
@@ -38,14 +42,14 @@ unit:
 	$(PYTEST) tests/unit
 
 services:
-	$(PYTEST) -m services tests/services
+	$(PYTEST) $(XDIST) -m services tests/services
 
 manifests:
 	$(PYTEST) tests/manifests
 
 # Against the cluster KUBECONFIG names; without one, against the in-process API stand-in.
 cluster:
-	tests/cluster/run
+	tests/cluster/run $(XDIST)
 
 molecule:
 	tests/molecule/run
