@@ -141,8 +141,28 @@ def test_site_converges_rolls_out_reruns_unchanged_and_teardown_keeps_data(
     assert checked.rc == 0, checked.summary()
     assert checked.changed == 0, checked.summary()
 
+    # A new database password rolls the server's pods: they read the URI only when they start,
+    # so the pod template carries the URI Secret's version (and never its content).
+    def secret_version_stamp():
+        template = apps.read_namespaced_deployment("mlflow-server", namespace).spec.template
+        return (template.metadata.annotations or {}).get("mlops.mlflow-k8s/backend-store-secret-version")
+
+    stamped = secret_version_stamp()
+    assert stamped and "/" in stamped, stamped
+    assert stamped.split("/", 1)[1] != "", stamped
+    password_vars = {**site_vars, "database_password": "a-new-password-7"}
+    rolled = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=password_vars)
+    assert rolled.rc == 0, rolled.summary()
+    assert secret_version_stamp() not in (None, stamped)
+    assert rolled.task("mlops.mlflow_k8s.mlflow_server : Apply the MLflow server objects").changed
+    deployment = apps.read_namespaced_deployment("mlflow-server", namespace)
+    assert deployment.status.updated_replicas == deployment.status.ready_replicas == 1, deployment.status
+    settled = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=password_vars)
+    assert settled.rc == 0, settled.summary()
+    assert settled.changed == 0, settled.summary()
+
     credentials = secret_data(core, namespace, "mlflow-database-credentials")
-    assert credentials and credentials["password"]
+    assert credentials and credentials["password"] == "a-new-password-7"
 
     # Teardown without purge: the server goes, the data and the password stay.
     kept = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)
