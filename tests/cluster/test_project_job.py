@@ -14,13 +14,12 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from kubernetes import client as k8s_client
 from mlflow.tracking import MlflowClient
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.modules import mlflow_project_job, mlflow_project_job_info
+from tests.harness.module import run_module as run
 
 pytestmark = pytest.mark.cluster
 
@@ -35,36 +34,6 @@ entry_points:
       seconds: {type: int, default: 0}
     command: 'sh -c "echo $0; sleep $2; exit $1" {message} {code} {seconds}'
 """
-
-
-class Exited(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
-
-
-def _exit(self, **kwargs):
-    kwargs.setdefault("changed", False)
-    raise Exited(kwargs)
-
-
-def _fail(self, msg, **kwargs):
-    kwargs.update(failed=True, msg=msg)
-    raise Exited(kwargs)
-
-
-def run(module, args, check_mode=False):
-    args = dict(args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with (
-        patch_module_args(args),
-        mock.patch.object(basic.AnsibleModule, "exit_json", _exit),
-        mock.patch.object(basic.AnsibleModule, "fail_json", _fail),
-        pytest.raises(Exited) as caught,
-    ):
-        module.main()
-    return caught.value.result
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,14 @@ teardown removes the server but keeps the data (volumes, the database password) 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sys
 import zlib
 
 import pytest
+
+from tests.harness.secrets import secret_data
 
 pytestmark = pytest.mark.cluster
 
@@ -74,18 +75,6 @@ def purge_afterwards(playbook, site_vars):
     yield
     result = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**site_vars, "purge": True})
     assert result.rc == 0, result.summary()
-
-
-def secret_data(core, namespace, name):
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        secret = core.read_namespaced_secret(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
 def test_site_converges_rolls_out_reruns_unchanged_and_teardown_keeps_data(

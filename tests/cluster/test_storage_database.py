@@ -9,10 +9,10 @@ changes, and teardown keeps volumes and credentials unless purge says otherwise.
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 from sqlalchemy.engine import make_url
+
+from tests.harness.secrets import secret_data
 
 pytestmark = pytest.mark.cluster
 
@@ -89,18 +89,6 @@ def purge_afterwards(playbook, site_vars):
     yield
     result = playbook(teardown_play(), extra_vars={**site_vars, "storage_purge": True, "database_purge": True})
     assert result.rc == 0, result.summary()
-
-
-def secret_data(core, namespace, name):
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        secret = core.read_namespaced_secret(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
 def node_name_for(kubelet, core):

@@ -6,46 +6,17 @@ import os
 import re
 import threading
 from pathlib import Path
-from unittest import mock
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.mlops.mlflow_k8s.plugins.modules import mlflow_project_job, mlflow_project_job_info
+from tests.harness.module import run_module as run
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 OPTIONS = frozenset(mlflow_project_job.argument_spec())
 NO_CLUSTER = "/nonexistent/kubeconfig"
-
-
-class Exited(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
-
-
-def _exit(self, **kwargs):
-    kwargs.setdefault("changed", False)
-    raise Exited(kwargs)
-
-
-def _fail(self, msg, **kwargs):
-    kwargs.update(failed=True, msg=msg)
-    raise Exited(kwargs)
-
-
-def run(module, args):
-    with (
-        patch_module_args(args),
-        mock.patch.object(basic.AnsibleModule, "exit_json", _exit),
-        mock.patch.object(basic.AnsibleModule, "fail_json", _fail),
-        pytest.raises(Exited) as caught,
-    ):
-        module.main()
-    return caught.value.result
 
 
 def wine(**extra):
