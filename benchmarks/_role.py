@@ -14,36 +14,41 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tests.harness.playbook import run_playbook
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - what the pod binds; replaced by LOOPBACK here
 
-_PLAYBOOK = """\
-- hosts: localhost
-  gather_facts: false
-  connection: local
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Render the role
-      ansible.builtin.include_role:
-        name: mlops.mlflow_k8s.mlflow_server
-        tasks_from: manifests
-    - name: Write the manifests
-      ansible.builtin.copy:
-        content: "{{ {'manifests': mlflow_server_manifests, 'url': mlflow_server_url,
-                      'internal_url': mlflow_server_internal_url} | to_json }}"
-        dest: "{{ render_output }}"
-        mode: "0600"
-"""
+_PLAYBOOK = [
+    {
+        "name": "Render the mlflow_server role",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "tasks": [
+            {
+                "name": "Render the role",
+                "ansible.builtin.include_role": {"name": "mlops.mlflow_k8s.mlflow_server", "tasks_from": "manifests"},
+            },
+            {
+                "name": "Write the manifests",
+                "ansible.builtin.copy": {
+                    "content": "{{ {'manifests': mlflow_server_manifests, 'url': mlflow_server_url,"
+                    " 'internal_url': mlflow_server_internal_url} | to_json }}",
+                    "dest": "{{ render_output }}",
+                    "mode": "0600",
+                },
+            },
+        ],
+    }
+]
 
 Secrets = Mapping[tuple[str, str], str]
 
@@ -55,26 +60,10 @@ class RenderError(RuntimeError):
 def render(role_vars: Mapping[str, Any], timeout: float = 300) -> dict[str, Any]:
     """Render the role with ``role_vars``: {'manifests': [...], 'url': ..., 'internal_url': ...}."""
     with tempfile.TemporaryDirectory(prefix="mlflow-server-render-") as tmp:
-        tmpdir = Path(tmp)
-        playbook = tmpdir / "render.yml"
-        playbook.write_text(_PLAYBOOK)
-        output = tmpdir / "out.json"
-        varfile = tmpdir / "vars.json"
-        fd = os.open(varfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({**role_vars, "render_output": str(output)}, handle)
-        env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}:{os.environ['PATH']}"}
-        proc = subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", "localhost,", str(playbook), "-e", f"@{varfile}"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if proc.returncode != 0 or not output.exists():
-            raise RenderError(f"rendering the mlflow_server role failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+        output = Path(tmp) / "out.json"
+        result = run_playbook(_PLAYBOOK, extra_vars={**role_vars, "render_output": str(output)}, timeout=timeout)
+        if result.rc != 0 or not output.exists():
+            raise RenderError(f"rendering the mlflow_server role failed:\n{result.summary()}")
         return json.loads(output.read_text())
 
 
