@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,12 +23,10 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.harness import kubelet as kubelet_helper
+from tests.harness.playbook import Result, run_playbook
 
-from tests.harness import kubelet as kubelet_helper  # noqa: E402
-from tests.harness.playbook import Result, run_playbook  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 IMAGES = {
     # a shell that can print and exit with a code (Jobs)

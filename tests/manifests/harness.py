@@ -23,12 +23,10 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
+from tests.harness.playbook import run_playbook
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.harness.playbook import run_playbook  # noqa: E402
 
 # The oldest and the newest Kubernetes minor this collection supports: the ONE place they are
 # defined (tests/manifests/README.md says when to move them).

@@ -21,17 +21,15 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.harness.mlflow_server import (  # noqa: E402 - the repository root is put on sys.path just above
+from tests.harness.mlflow_server import (
     Server,
     fresh_database,
     services_start,
     services_stop,
     start_server,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Servers:

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -26,12 +25,10 @@ import sqlalchemy
 from mlflow.tracking import MlflowClient
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from ansible_collections.mlops.mlflow_k8s.plugins.filter.backend_store_uri import FilterModule
+from tests.harness.playbook import run_playbook
 
-from ansible_collections.mlops.mlflow_k8s.plugins.filter.backend_store_uri import FilterModule  # noqa: E402
-from tests.harness.playbook import run_playbook  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.services
 

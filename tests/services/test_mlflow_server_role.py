@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,18 +18,16 @@ import pytest
 import requests
 import sqlalchemy
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import _role  # noqa: E402 - the repository root is put on sys.path just above
-from tests.harness.mlflow_server import (  # noqa: E402
+from benchmarks import _role
+from tests.harness.mlflow_server import (
     Server,
     free_port,
     fresh_database,
     wait_for_health,
 )
-from tests.harness.playbook import run_playbook  # noqa: E402
+from tests.harness.playbook import run_playbook
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.services
 

@@ -15,12 +15,9 @@ import pytest
 import yaml
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
+from tests.harness.playbook import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.harness.playbook import run_playbook  # noqa: E402
 
 CASES = yaml.safe_load((ROOT / "tests" / "manifests" / "cases" / "project_runner.yml").read_text())
 VERSIONS = ["1.32.0", "1.37.0"]

@@ -6,17 +6,12 @@ strict), the same oracle the manifests harness uses.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `pytest` run without `python -m`
-    sys.path.insert(0, str(ROOT))
-
-from tests.harness.kubelet import (  # noqa: E402
+from tests.harness.kubelet import (
     DEFAULT_RULE,
     SIMULATED_LABEL,
     labels_match,
@@ -29,6 +24,8 @@ from tests.harness.kubelet import (  # noqa: E402
     runs_to_completion,
     terminated_status,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NEWEST = "1.37"
 

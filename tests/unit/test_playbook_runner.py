@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `pytest` run without `python -m`
-    sys.path.insert(0, str(ROOT))
+from tests.harness.playbook import parse_report, run_playbook
 
-from tests.harness.playbook import parse_report, run_playbook  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _copy_play(dest):

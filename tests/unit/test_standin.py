@@ -8,7 +8,6 @@ roles rely on. Waits poll with a generous limit and fail when the state never co
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import uuid
@@ -19,13 +18,11 @@ import pytest
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.harness.kube import standin
+from tests.harness.kube.apiserver import LOG_ANNOTATION
+from tests.harness.playbook import run_playbook
 
-from tests.harness.kube import standin  # noqa: E402
-from tests.harness.kube.apiserver import LOG_ANNOTATION  # noqa: E402
-from tests.harness.playbook import run_playbook  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 IMAGE = "registry.example/app:1.0"  # never pulled: there is no kubelet
 
