@@ -533,3 +533,30 @@ def test_git_project_uri(submit, kubelet, tracking, project, tmp_path):
     # Same content as the local directory: the same identity, so the local call finds this Job.
     local = run(mlflow_project_job, submit(parameters={"message": "git"}))
     assert local["existing"] and local["job_name"] == result["job_name"]
+
+
+def test_one_module_defaults_group_covers_our_modules_and_kubernetes_core(playbook, namespace, kubeconfig):
+    # The environment names no usable kubeconfig: only the group's module_defaults reach the cluster.
+    play = [
+        {
+            "name": "group/mlops.mlflow_k8s.k8s",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "module_defaults": {"group/mlops.mlflow_k8s.k8s": {"kubeconfig": kubeconfig}},
+            "tasks": [
+                {
+                    "name": "Ours",
+                    "mlops.mlflow_k8s.mlflow_project_job_info": {"namespace": namespace},
+                },
+                {
+                    "name": "kubernetes.core's",
+                    "kubernetes.core.k8s_info": {"kind": "Namespace", "name": namespace},
+                },
+            ],
+        }
+    ]
+    nowhere = "/nonexistent/kubeconfig"
+    result = playbook(play, env={"K8S_AUTH_KUBECONFIG": nowhere, "KUBECONFIG": nowhere})
+    assert result.rc == 0, result.summary()
+    assert result.task("Ours").result["jobs"] == []
+    assert [r["metadata"]["name"] for r in result.task("kubernetes.core's").result["resources"]] == [namespace]
