@@ -21,7 +21,7 @@ import tempfile
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import image as image_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import k8s_client, tracking, watch
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import k8s_client, pod_status, tracking, watch
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_params
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import (
     ClusterError,
@@ -473,17 +473,20 @@ class Runner(object):
         name = job["metadata"]["name"]
         namespace = job["metadata"]["namespace"]
         try:
-            final, state, timed_out = watch.wait_for_job(
-                self._batch, namespace, name, self.params.get("wait_timeout") or 0, job=job
+            outcome = watch.wait_for_job(
+                self._batch, namespace, name, self.params.get("wait_timeout") or 0, job=job, core=self._core
             )
         except Exception as exc:
             if _is_api_error(exc):
                 raise k8s_client.describe_api_error(exc, self.auth, "watch Job " + name) from None
             raise
+        final, state, timed_out = outcome
         out = {"state": state, "timed_out": timed_out}
         if final is not None:
             out["job"] = final
         run_id = (job["metadata"].get("labels") or {}).get(job_utils.LABEL_RUN_ID)
+        if state == watch.STUCK:
+            return self._end_stuck_job(namespace, name, run_id, tracker, outcome, out)
         want_logs = self.params.get("logs")
         text = ""
         if want_logs and state != "Deleted":
@@ -502,6 +505,34 @@ class Runner(object):
         if run_id:
             target = {"Complete": "FINISHED", "Failed": "FAILED", "Deleted": "KILLED"}[state]
             out["run_synced"] = tracker.terminate(run_id, target)
+        return out
+
+    def _end_stuck_job(self, namespace, name, run_id, tracker, outcome, out):
+        """A pod of the Job will not start or keeps crashing (watch.STUCK, pod_status decides):
+        fail now, not at wait_timeout, with the pod's reason, events and log tail; the run is
+        FAILED with the reason as the tag watch.FAILURE_REASON_TAG (and the description as its
+        log artifact); the Job is deleted or kept as on_timeout says."""
+        problem = outcome.problem
+        log_tail = watch.tail(outcome.log, self.params.get("log_tail_lines"))
+        text = pod_status.describe(problem, log_tail)
+        out.update(
+            failed=True,
+            msg="Job {0}: {1}".format(name, text),
+            stuck=problem.as_dict(log_tail),
+            pending_reasons=list(outcome.progress),
+        )
+        if self.params.get("logs"):
+            out["logs"] = log_tail
+        if self.params.get("on_timeout", "delete") == "delete":
+            self.delete_job(namespace, name)
+            out["job_deleted"] = True
+        if run_id:
+            try:
+                tracker.set_tags(run_id, {watch.FAILURE_REASON_TAG: problem.reason})
+                tracker.log_text(run_id, text + "\n")
+            except Exception as exc:  # the run's status below matters more than its notes
+                self.warn("could not record why run {0} failed: {1}".format(run_id, exc))
+            out["run_synced"] = tracker.terminate(run_id, "FAILED")
         return out
 
     # -- state=absent ----------------------------------------------------------------------
