@@ -329,6 +329,8 @@ def pod_events(core_v1_or_client, namespace, pod_name):
 def log_tail(core_v1_or_client, namespace, pod_name, container=None, lines=20):
     """The container's last ``lines`` log lines ('' when there is none): the previous
     (crashed) container's when the current one has not written anything."""
+    if lines is not None and lines <= 0:
+        return ""
     core = _core(core_v1_or_client)
     kwargs = {"tail_lines": lines, "_request_timeout": (10, 60)}
     if container:
@@ -341,8 +343,23 @@ def log_tail(core_v1_or_client, namespace, pod_name, container=None, lines=20):
                 continue  # waiting to start, or no previous container
             raise
         if text.strip():
-            return text
+            return redact(text)
     return ""
+
+
+# What a database or a client may print with a credential in it: a quoted password after
+# PASSWORD / IDENTIFIED BY (a server logging a failed statement), the password of a URI.
+_SECRET_PATTERNS = (
+    (re.compile(r"(?i)\b(password|identified\s+by)(\s+)('[^']*'|\"[^\"]*\")"), r"\1\2'***'"),
+    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),
+)
+
+
+def redact(text):
+    """``text`` with the credentials it may carry masked (log lines go into task output)."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def check_pods(core_v1_or_client, namespace, pods, *, max_restarts=3, log_lines=20, now=None):

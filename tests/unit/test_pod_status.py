@@ -396,3 +396,46 @@ def test_typed_client_models_are_accepted():
 
     pod = client.ApiClient()._ApiClient__deserialize(copy.deepcopy(_crashloop(3)), "V1Pod")
     assert pod_status.stuck(pod, []).reason == "CrashLoopBackOff"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "STATEMENT:  ALTER ROLE CURRENT_USER WITH PASSWORD 's3cr3t'",
+            "STATEMENT:  ALTER ROLE CURRENT_USER WITH PASSWORD '***'",
+        ),
+        ("ALTER USER 'mlflow'@'%' IDENTIFIED BY \"pw\";", "ALTER USER 'mlflow'@'%' IDENTIFIED BY '***';"),
+        (
+            "connecting to postgresql://mlflow:pa55@db:5432/mlflow",
+            "connecting to postgresql://mlflow:***@db:5432/mlflow",
+        ),
+        (
+            'FATAL:  password authentication failed for user "mlflow"',
+            'FATAL:  password authentication failed for user "mlflow"',
+        ),
+    ],
+)
+def test_log_lines_lose_their_credentials(line, expected):
+    assert pod_status.redact(line) == expected
+
+
+def test_log_tail_reads_the_previous_container_and_redacts():
+    from kubernetes.client.rest import ApiException
+
+    class Core:
+        def __init__(self):
+            self.calls = []
+
+        def read_namespaced_pod_log(self, name, namespace, previous=False, **kwargs):
+            self.calls.append((previous, kwargs["tail_lines"], kwargs.get("container")))
+            if not previous:
+                raise ApiException(status=400, reason="container is waiting to start")
+            return "LOG:  PASSWORD 'x'\nFATAL: bye\n"
+
+        list_namespaced_event = None
+
+    core = Core()
+    assert pod_status.log_tail(core, "ns", "p", "c", lines=2) == "LOG:  PASSWORD '***'\nFATAL: bye\n"
+    assert core.calls == [(False, 2, "c"), (True, 2, "c")]
+    assert pod_status.log_tail(core, "ns", "p", "c", lines=0) == "" and len(core.calls) == 2
