@@ -78,7 +78,8 @@ class PodProblem:
         }
 
 
-def _get(obj, *path):
+def dig(obj, *path):
+    """``obj[path[0]][path[1]]...``, None where a level is missing or not a dict."""
     for key in path:
         if not isinstance(obj, dict):
             return None
@@ -112,10 +113,10 @@ def _event_time(event):
     scheduler's events.k8s.io events set eventTime and series)."""
     for value in (
         event.get("lastTimestamp"),
-        _get(event, "series", "lastObservedTime"),
+        dig(event, "series", "lastObservedTime"),
         event.get("eventTime"),
         event.get("firstTimestamp"),
-        _get(event, "metadata", "creationTimestamp"),
+        dig(event, "metadata", "creationTimestamp"),
     ):
         moment = _parse_time(value)
         if moment is not None:
@@ -124,7 +125,7 @@ def _event_time(event):
 
 
 def _first_time(event):
-    for value in (event.get("firstTimestamp"), event.get("eventTime"), _get(event, "metadata", "creationTimestamp")):
+    for value in (event.get("firstTimestamp"), event.get("eventTime"), dig(event, "metadata", "creationTimestamp")):
         moment = _parse_time(value)
         if moment is not None:
             return moment
@@ -133,8 +134,8 @@ def _first_time(event):
 
 def _pod_events(pod, events):
     """The events about this pod, oldest first."""
-    name = _get(pod, "metadata", "name")
-    uid = _get(pod, "metadata", "uid")
+    name = dig(pod, "metadata", "name")
+    uid = dig(pod, "metadata", "uid")
     mine = []
     for event in events or []:
         involved = event.get("involvedObject") or event.get("regarding") or {}
@@ -166,7 +167,7 @@ def _statuses(pod):
 
 
 def _terminated_text(entry):
-    last = _get(entry, "lastState", "terminated")
+    last = dig(entry, "lastState", "terminated")
     if not last:
         return ""
     text = "last exit code {0}".format(last.get("exitCode"))
@@ -178,7 +179,7 @@ def _terminated_text(entry):
 
 
 def _unschedulable(pod):
-    for condition in _get(pod, "status", "conditions") or []:
+    for condition in dig(pod, "status", "conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
             return condition
     return None
@@ -205,12 +206,12 @@ def stuck(pod, events, *, max_restarts=3, now=None, mount_grace=MOUNT_GRACE):
     """
     pod = as_dict(pod)
     events = [as_dict(e) for e in events or []]
-    name = _get(pod, "metadata", "name") or ""
-    if _get(pod, "metadata", "deletionTimestamp") or _get(pod, "status", "phase") in ("Succeeded", "Failed"):
+    name = dig(pod, "metadata", "name") or ""
+    if dig(pod, "metadata", "deletionTimestamp") or dig(pod, "status", "phase") in ("Succeeded", "Failed"):
         return None  # going away or finished: the owner (Job, ReplicaSet) decides what follows
     lines = event_lines(pod, events)
     for container, entry, _init in _statuses(pod):
-        waiting = _get(entry, "state", "waiting") or {}
+        waiting = dig(entry, "state", "waiting") or {}
         reason = waiting.get("reason") or ""
         message = (waiting.get("message") or "").strip()
         if reason == "CrashLoopBackOff":
@@ -252,8 +253,8 @@ def pending_reason(pod, events):
     container ready, or has finished)."""
     pod = as_dict(pod)
     events = [as_dict(e) for e in events or []]
-    name = _get(pod, "metadata", "name") or ""
-    phase = _get(pod, "status", "phase") or "Pending"
+    name = dig(pod, "metadata", "name") or ""
+    phase = dig(pod, "status", "phase") or "Pending"
     if phase in ("Succeeded", "Failed"):
         return None
     condition = _unschedulable(pod)
@@ -263,7 +264,7 @@ def pending_reason(pod, events):
             text += ": " + condition["message"].strip()
         return "pod {0}: {1}".format(name, text)
     for container, entry, _init in _statuses(pod):
-        waiting = _get(entry, "state", "waiting")
+        waiting = dig(entry, "state", "waiting")
         if waiting:
             text = waiting.get("reason") or "waiting"
             if waiting.get("message"):
@@ -372,9 +373,9 @@ def check_pods(core_v1_or_client, namespace, pods, *, max_restarts=3, log_lines=
     progress = []
     for listed in pods:
         pod = as_dict(listed)
-        if _ready(pod) or _get(pod, "status", "phase") in ("Succeeded", "Failed"):
+        if _ready(pod) or dig(pod, "status", "phase") in ("Succeeded", "Failed"):
             continue
-        name = _get(pod, "metadata", "name")
+        name = dig(pod, "metadata", "name")
         events = pod_events(core_v1_or_client, namespace, name)
         problem = stuck(pod, events, max_restarts=max_restarts, now=now)
         if problem is not None:
@@ -389,7 +390,7 @@ def check_pods(core_v1_or_client, namespace, pods, *, max_restarts=3, log_lines=
 
 
 def _ready(pod):
-    for condition in _get(pod, "status", "conditions") or []:
+    for condition in dig(pod, "status", "conditions") or []:
         if condition.get("type") == "Ready":
             return condition.get("status") == "True"
     return False

@@ -18,6 +18,7 @@ import time
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import k8s_client, pod_status, watch
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_params
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.job import job_condition_message
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.pod_status import dig
 
 try:
     from kubernetes.client.rest import ApiException
@@ -44,21 +45,13 @@ class Outcome(object):
         return self.state in ("Ready", "Complete")
 
 
-def _get(obj, *path):
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def rollout_status(obj):
     """``(done, text)`` for a Deployment or StatefulSet dict, as ``kubectl rollout status``."""
     kind = obj.get("kind")
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
-    name = _get(obj, "metadata", "name")
-    if (status.get("observedGeneration") or 0) < (_get(obj, "metadata", "generation") or 0):
+    name = dig(obj, "metadata", "name")
+    if (status.get("observedGeneration") or 0) < (dig(obj, "metadata", "generation") or 0):
         return False, "waiting for the {0} spec update to be observed".format(kind)
     want = spec.get("replicas", 1)
     updated = status.get("updatedReplicas") or 0
@@ -94,7 +87,7 @@ def failed_permanently(obj):
 
 
 def selector_string(obj, extra=None):
-    labels = dict(_get(obj, "spec", "selector", "matchLabels") or {})
+    labels = dict(dig(obj, "spec", "selector", "matchLabels") or {})
     labels.update(extra or {})
     return ",".join("{0}={1}".format(k, v) for k, v in sorted(labels.items()))
 
@@ -138,7 +131,7 @@ class Waiter(object):
         pods = watch.job_pods(self.core, namespace, name)
         if pods:
             pod = pod_status.as_dict(pods[0])
-            pod_name = _get(pod, "metadata", "name")
+            pod_name = dig(pod, "metadata", "name")
             lines = pod_status.event_lines(pod, pod_status.pod_events(self.core, namespace, pod_name))
             if lines:
                 text += "\nlast events of pod {0}:\n".format(pod_name) + "\n".join("  " + line for line in lines)
@@ -164,17 +157,17 @@ class Waiter(object):
         StatefulSet's all (its rolling update waits for every pod, old ones included)."""
         extra = None
         if kind == "Deployment":
-            revision = (_get(obj, "metadata", "annotations") or {}).get("deployment.kubernetes.io/revision")
+            revision = (dig(obj, "metadata", "annotations") or {}).get("deployment.kubernetes.io/revision")
             sets = self.apps.list_namespaced_replica_set(
                 namespace, label_selector=selector_string(obj), _request_timeout=(10, 60)
             ).items
             for listed in sets:
                 rs = pod_status.as_dict(listed)
-                owners = _get(rs, "metadata", "ownerReferences") or []
-                mine = any(o.get("uid") == _get(obj, "metadata", "uid") for o in owners)
-                rs_revision = (_get(rs, "metadata", "annotations") or {}).get("deployment.kubernetes.io/revision")
+                owners = dig(rs, "metadata", "ownerReferences") or []
+                mine = any(o.get("uid") == dig(obj, "metadata", "uid") for o in owners)
+                rs_revision = (dig(rs, "metadata", "annotations") or {}).get("deployment.kubernetes.io/revision")
                 if mine and rs_revision == revision:
-                    extra = {"pod-template-hash": (_get(rs, "metadata", "labels") or {}).get("pod-template-hash")}
+                    extra = {"pod-template-hash": (dig(rs, "metadata", "labels") or {}).get("pod-template-hash")}
             if extra is None:
                 return []  # the new ReplicaSet is not there yet
         selector = selector_string(obj, extra)
