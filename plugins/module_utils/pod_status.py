@@ -31,6 +31,7 @@ __metaclass__ = type
 import datetime
 import re
 from dataclasses import dataclass
+from typing import Optional
 
 try:
     from kubernetes import client as k8s
@@ -63,7 +64,7 @@ class PodProblem:
     pod: str  # pod name
     reason: str  # CrashLoopBackOff, ImagePullBackOff, ErrImagePull, CreateContainerConfigError, ...
     message: str  # the kubelet's / scheduler's message
-    container: str | None
+    container: Optional[str]  # noqa: UP045 (pylint of ansible-test reads no X | None here)
     events: tuple[str, ...]  # last events, "reason: message", oldest first
 
     def as_dict(self, log_tail=""):

@@ -389,7 +389,7 @@ state:
   type: str
 stuck:
   description:
-    - The pod that ended the wait early (the module fails): unschedulable (a missing PVC, no fitting node),
+    - The pod that ended the wait early (the module fails), unschedulable (a missing PVC, no fitting node),
       C(ErrImagePull)/C(ImagePullBackOff), C(CreateContainerConfigError) (a missing Secret or ConfigMap),
       C(CrashLoopBackOff) past 3 restarts. The run is marked FAILED with the tag
       C(mlops.mlflow-k8s/failure-reason) set to RV(stuck.reason); the Job is deleted or kept as O(on_timeout) says.
@@ -409,7 +409,7 @@ stuck:
       description: The container concerned, if any.
       type: str
     events:
-      description: The pod's last events, C(reason: message), oldest first.
+      description: The pod's last events, each its reason, a colon and its message, oldest first.
       type: list
       elements: str
     log:

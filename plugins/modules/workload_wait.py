@@ -118,7 +118,7 @@ stuck:
       description: The container concerned, if any.
       type: str
     events:
-      description: The pod's last events, C(reason: message), oldest first.
+      description: The pod's last events, each its reason, a colon and its message, oldest first.
       type: list
       elements: str
     log:
