@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the module's missi
 
 REQUEST_TIMEOUT = (10, 60)
 
-__all__ = ["ApiException", "REQUEST_TIMEOUT", "api_client", "describe_api_error", "to_dict"]
+__all__ = ["ApiException", "REQUEST_TIMEOUT", "api_client", "describe_api_error", "is_api_error"]
 
 
 def _auth_option(auth):
@@ -100,6 +100,14 @@ def describe_api_error(exc, auth, action, namespace=None):
     )
 
 
+def is_api_error(exc):
+    """ApiException, or urllib3/socket errors from an unreachable API server."""
+    if isinstance(exc, ApiException):
+        return True
+    module = type(exc).__module__ or ""
+    return module.startswith(("urllib3", "socket", "ssl")) or isinstance(exc, (OSError, ConnectionError))
+
+
 def _reason(exc):
     body = getattr(exc, "body", None)
     if body:
@@ -110,8 +118,3 @@ def _reason(exc):
         except (ValueError, AttributeError):
             return str(body)[:300]
     return getattr(exc, "reason", None) or str(exc)
-
-
-def to_dict(api, obj):
-    """A typed model as the plain dict the API would send."""
-    return api.api_client.sanitize_for_serialization(obj)

@@ -21,9 +21,11 @@ description:
   - Beyond MLflow, a prebuilt O(image) needs no Docker engine; O(build=true) tags the image with a hash of
     the project content, so an unchanged project is never rebuilt or re-pushed; Job names are always valid
     DNS-1123 labels; the command is an argument list; labels carry the run id and project.
-  - "Idempotent: while a Job of the same identity (project content, entry point, parameters, run name and
-    experiment) exists, the module returns it with C(changed=false) and brings its run up to date, unless
-    O(force=true)."
+  - "Idempotent: while a Job of the same identity exists, the module returns it with C(changed=false) and
+    brings its run up to date (status and end time from the Job), unless O(force=true). The identity is
+    the project content, entry point, parameters, run name, experiment, and everything else that shapes
+    the Job: the image, the Job template and every option merged into it. A fixed template or another
+    image is a new submission, even while the old Job (a failed one, say) is still there."
   - Anything that fails after the run was created marks the run FAILED and deletes the Job.
 author:
   - MLOps platform team (@mlops-platform)
@@ -55,7 +57,18 @@ options:
       - Or a git URL (C(https://), C(ssh://), C(git://), C(file://), C(user@host:path)), with C(#subdir) for a
         project below the repository's root, as MLflow takes it. It is cloned into a temporary directory on
         the controller for the call.
+      - A relative directory is resolved against O(base_dir), else against the module's working directory;
+        for a task of a playbook on the local connection (C(delegate_to=localhost) or a localhost play) that is
+        the playbook's directory, for an ad-hoc C(ansible -m) call the current directory. The error names
+        the absolute path it tried.
       - Required with O(state=present).
+    type: path
+  base_dir:
+    description:
+      - Directory that relative paths in O(project_uri), O(backend_config) and O(job_template) (and
+        C(kube-job-template-path) inside the backend config) are resolved against.
+      - Defaults to the module's working directory (see O(project_uri)). C(playbooks/run_project.yml) sets
+        it to the directory C(ansible-playbook) was started in, so C(-e project_uri=...) is relative to it.
     type: path
   version:
     description:
@@ -102,6 +115,8 @@ options:
     description:
       - Path of MLflow's C(kubernetes_config.json) (C(kube-context), C(repository-uri),
         C(kube-job-template-path)). Options given explicitly win over its keys.
+      - It must be plain JSON; MLflow's documentation shows it with C(#) comments, which JSON does not
+        allow; the error names the file, the line and the comment.
     type: path
   job_template:
     description:
@@ -109,6 +124,9 @@ options:
       - MLflow's replacements apply (C(metadata.name), the first container's C(name), C(image), C(command));
         C(env) is appended to. Without a template, a built-in one is used (no API token mounted, restart policy
         C(Never), C(backoffLimit) 0, a day of C(ttlSecondsAfterFinished)).
+      - C(resources) belongs to the container (C(spec.template.spec.containers[0].resources)); a template that
+        puts it at pod level (C(spec.template.spec.resources), as MLflow's example of the seed does) gets a
+        warning naming the field, since its limits are lost where pod-level resources are not enabled.
     type: raw
   image:
     description:
@@ -183,7 +201,10 @@ options:
     elements: str
   labels:
     description:
-      - Labels added to the Job and its pods.
+      - Labels added to the Job and its pods, over the template's. Neither replaces the other's
+        C(app.kubernetes.io/*) labels; the module adds the standard ones only where they are missing.
+      - The module's own labels are under C(mlops.mlflow-k8s/) (C(run-id), C(project), C(identity)), a
+        prefix these labels cannot use.
     type: dict
   backoff_limit:
     description:
@@ -211,6 +232,7 @@ options:
     description:
       - What to do when O(wait_timeout) passes, V(delete) the Job (with its pods) and mark the run KILLED,
         or V(keep) it running (a later call or M(mlops.mlflow_k8s.mlflow_project_job_info) catches up).
+      - The same applies when a pod of the Job is stuck (see RV(stuck)); the run is then marked FAILED.
     type: str
     choices: [delete, keep]
     default: delete
@@ -324,7 +346,9 @@ command:
   elements: str
   sample: [python, train.py, --alpha, "0.5", --l1-ratio, "0.1"]
 identity:
-  description: Hash of project content, entry point, parameters, run name and experiment; also the Job's annotation.
+  description: >-
+    Hash of project content, entry point, parameters, run name, experiment and the Job as rendered without
+    the run's own values (image, template, merged options); also the Job's annotation.
   returned: state=present
   type: str
 existing:
@@ -358,19 +382,54 @@ run:
       description: Logged parameters, as MLflow logs them.
       type: dict
 state:
-  description: State of the Job when the module returned, C(Complete), C(Failed), C(Running), C(Pending) or C(Deleted).
+  description:
+    - State of the Job when the module returned, C(Complete), C(Failed), C(Running), C(Pending) or C(Deleted).
+    - C(Stuck) when the wait ended early because a pod of the Job will not start or keeps crashing (see RV(stuck)).
   returned: with wait=true, or when an existing Job is returned
   type: str
+stuck:
+  description:
+    - The pod that ended the wait early (the module fails), unschedulable (a missing PVC, no fitting node),
+      C(ErrImagePull)/C(ImagePullBackOff), C(CreateContainerConfigError) (a missing Secret or ConfigMap),
+      C(CrashLoopBackOff) past 3 restarts. The run is marked FAILED with the tag
+      C(mlops.mlflow-k8s/failure-reason) set to RV(stuck.reason); the Job is deleted or kept as O(on_timeout) says.
+  returned: when a pod of the Job was stuck
+  type: dict
+  contains:
+    pod:
+      description: Pod name.
+      type: str
+    reason:
+      description: C(Unschedulable), C(ErrImagePull), C(ImagePullBackOff), C(CreateContainerConfigError), ...
+      type: str
+    message:
+      description: The scheduler's or kubelet's message.
+      type: str
+    container:
+      description: The container concerned, if any.
+      type: str
+    events:
+      description: The pod's last events, each its reason, a colon and its message, oldest first.
+      type: list
+      elements: str
+    log:
+      description: The container's last log lines.
+      type: str
+pending_reasons:
+  description: What the Job's pods waited for while the module waited (distinct texts, oldest first).
+  returned: when a pod of the Job was stuck
+  type: list
+  elements: str
 timed_out:
   description: Whether wait_timeout passed before the Job ended.
   returned: with wait=true
   type: bool
 job_deleted:
-  description: Whether the Job was deleted after a timeout (on_timeout=delete).
-  returned: when the wait timed out with on_timeout=delete
+  description: Whether the Job was deleted after a timeout or a stuck pod (on_timeout=delete).
+  returned: when the wait timed out or a pod was stuck, with on_timeout=delete
   type: bool
 run_synced:
-  description: Whether the module changed the run's status to match the Job.
+  description: Whether the module changed the run's status (and end time) to match the Job.
   returned: with wait=true, or when an existing Job is returned
   type: bool
 logs:
@@ -398,7 +457,7 @@ image:
       description: Whether the image was pushed by this call.
       type: bool
 deleted:
-  description: Names of the Jobs deleted.
+  description: Names of the Jobs this call deleted (not a Job still terminating from an earlier deletion).
   returned: state=absent
   type: list
   elements: str
@@ -427,6 +486,7 @@ def argument_spec():
     spec.update(
         state={"type": "str", "choices": ["present", "absent"], "default": "present"},
         project_uri={"type": "path"},
+        base_dir={"type": "path"},
         version={"type": "str"},
         entry_point={"type": "str", "default": "main"},
         parameters={"type": "dict", "default": {}},
@@ -515,6 +575,8 @@ def main():
         )
     if not module._diff:
         result.pop("diff", None)
+    if result.get("failed"):  # a pod of the Job is stuck: the result says which and why
+        module.fail_json(**result)
     module.exit_json(**result)
 
 
