@@ -304,3 +304,47 @@ def tempdir():
 def remove(path):
     if path:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def log_snapshot(client, run_id, snap):
+    """Upload the archive as the run's ``mlflow-project/code.tar.gz`` and tag the run with its sha256.
+
+    ``client`` is an MlflowClient; its errors propagate (the caller marks the run FAILED).
+    """
+    client.log_artifact(run_id, snap.path, ARTIFACT_DIR)
+    client.set_tag(run_id, HASH_TAG, snap.sha256)
+
+
+def download_snapshot(client, run_id, dest_dir):
+    """The archive of an earlier run, checked against its hash tag: (path, sha256).
+
+    ProjectError naming ``from_run_id`` when the run has no snapshot or its bytes do not match.
+    """
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.snapshot_fetch import FetchError, unpack
+
+    run = client.get_run(run_id)
+    expected = run.data.tags.get(HASH_TAG)
+    if not expected:
+        raise ProjectError(
+            "from_run_id",
+            "run {0} has no {1} tag: it was not submitted with its code as an artifact".format(run_id, HASH_TAG),
+        )
+    path = client.download_artifacts(run_id, ARTIFACT_PATH, dest_dir)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise ProjectError(
+            "from_run_id",
+            "the {0} of run {1} has sha256 {2}, its tag says {3}: refused".format(
+                ARTIFACT_PATH, run_id, digest.hexdigest(), expected
+            ),
+        )
+    project_dir = os.path.join(dest_dir, "project")
+    os.makedirs(project_dir)
+    try:
+        unpack(path, project_dir)
+    except FetchError as exc:
+        raise ProjectError("from_run_id", "the snapshot of run {0}: {1}".format(run_id, exc)) from None
+    return Snapshot(path, expected, os.path.getsize(path), project_files(project_dir), None), project_dir, run
