@@ -19,9 +19,10 @@ import re
 import shutil
 import tempfile
 
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import delivery as delivery_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import image as image_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import k8s_client, tracking, watch
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import k8s_client, snapshot_job, tracking, watch
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_params
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import (
     ClusterError,
@@ -55,8 +56,10 @@ def _check_dns(option, value, subdomain=False):
 class Plan(object):
     """Everything decided before touching the network."""
 
-    def __init__(self, params):
+    def __init__(self, params, from_run=None):
         self.params = params
+        self.from_run = from_run  # delivery.FromRun: the project is an earlier run's snapshot
+        self.delivery = None
         backend = {}
         if params.get("backend_config"):
             backend = job_utils.load_backend_config(params["backend_config"])
@@ -73,7 +76,10 @@ class Plan(object):
         self.source = None
         self.workdir = None
         project_uri = params.get("project_uri")
-        if is_git_uri(project_uri):
+        if from_run is not None:
+            project_uri = from_run.project_dir
+            self.source = from_run.tags.get("mlflow.source.name")
+        elif is_git_uri(project_uri):
             self.workdir = tempfile.mkdtemp(prefix="mlflow-project-")
             self.source = project_uri  # MLflow's source name for a remote project is its URI
             project_uri = fetch_git_project(project_uri, params.get("version"), os.path.join(self.workdir, "repo"))
@@ -90,12 +96,19 @@ class Plan(object):
                 raise ImageError(
                     "repository_uri", "build: true needs repository_uri (or repository-uri in backend_config)"
                 )
-            self.base_image = self.project.docker_env["image"]
+            self.base_image = params.get("base_image") or self.project.docker_env["image"]
             image_utils.image_tag(self.repository_uri, "0" * 64)  # validates repository_uri
         elif params.get("image"):
             self.base_image = params["image"]
-        else:
-            raise ImageError("image", "give a prebuilt image, or build: true with repository_uri")
+        else:  # the code travels as an artifact of the run (delivery.py); packed below, once all else is checked
+            docker_env = self.project.docker_env or {}
+            self.base_image = params.get("base_image") or docker_env.get("image")
+            if not self.base_image:
+                raise ImageError(
+                    "base_image",
+                    "the MLproject names no docker_env.image to run the code on: give base_image (an image with "
+                    "Python), image (one that holds the code) or build: true",
+                )
         self.entry_point = self.project.get_entry_point(params.get("entry_point") or "main")
         parameters = params.get("parameters") or {}
         if not isinstance(parameters, dict):
@@ -125,12 +138,26 @@ class Plan(object):
                     "env", "{0} is set by the module; use job_tracking_uri for the tracking URI".format(item["name"])
                 )
         job_utils._check_labels(params.get("labels"), "labels")
+        # docker_env.environment and docker_env.volumes, as mlflow run passes them to docker run.
+        self.project_env = snapshot_job.docker_env_env(self.project.docker_env, reserved=RUN_ENV_NAMES)
+        self.host_volumes = snapshot_job.docker_env_volumes(
+            self.project.docker_env, params.get(snapshot_job.HOST_VOLUMES_OPTION)
+        )
+        self.auth_secret = snapshot_job.auth_secret(params.get(snapshot_job.AUTH_OPTION))
+        if not self.build and not params.get("image"):
+            self.delivery = delivery_utils.SnapshotDelivery(
+                self.project, params, self.base_image, self.auth_secret, from_run
+            )
 
     def cleanup(self):
+        if self.delivery is not None:
+            self.delivery.cleanup()
+        if self.from_run is not None:
+            self.from_run.cleanup()
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def render(self, run_id, experiment_id, image_ref, job_tracking_uri, when):
+    def render(self, run_id, experiment_id, image_ref, job_tracking_uri, when, code_url=None):
         name = job_utils.job_name(self.project.name, when)
         labels = {
             job_utils.LABEL_RUN_ID: run_id,
@@ -165,7 +192,8 @@ class Plan(object):
                 "ttl_seconds_after_finished",
             )
         )
-        return job_utils.render_job(
+        overrides["env"] = snapshot_job.merge_env(self.project_env, self.params.get("env"))
+        manifest = job_utils.render_job(
             self.template,
             name=name,
             container_name=self.container_name,
@@ -177,6 +205,13 @@ class Plan(object):
             annotations=annotations,
             overrides=overrides,
         )
+        manifest = snapshot_job.add_host_volumes(manifest, *self.host_volumes)
+        manifest = snapshot_job.add_auth_env(manifest, self.auth_secret)
+        if self.delivery is not None:
+            manifest = self.delivery.apply(
+                manifest, code_url or self.delivery.planned_url(job_tracking_uri, experiment_id)
+            )
+        return manifest
 
 
 class Runner(object):
@@ -319,7 +354,17 @@ class Runner(object):
 
     # -- state=present ---------------------------------------------------------------------
     def present(self):
-        plan = Plan(self.params)
+        from_run = None
+        if self.params.get("from_run_id"):  # no checkout: the project is the earlier run's snapshot
+            tracker = tracking.Tracker(self.params.get("tracking_uri"))
+            tracker.check()
+            from_run = delivery_utils.prepare_from_run(tracker, self.params["from_run_id"])
+        try:
+            plan = Plan(self.params, from_run)
+        except BaseException:
+            if from_run is not None:
+                from_run.cleanup()
+            raise
         try:
             return self._present(plan)
         finally:
@@ -347,6 +392,9 @@ class Runner(object):
         tags = tracking.run_tags(
             plan.project.directory, plan.entry_point.name, run_name=params.get("run_name"), source=plan.source
         )
+        if plan.delivery is not None:
+            plan.delivery.check_store(tracker, experiment_id, job_tracking_uri)
+            tags.update(plan.delivery.tags())
         when = self.now()
         if self.check_mode:
             image_ref = plan.base_image
@@ -356,7 +404,7 @@ class Runner(object):
                 )
             manifest = plan.render(PLANNED_RUN_ID, experiment_id or "", image_ref, job_tracking_uri, when)
             self.dry_run(plan, manifest)
-            return {
+            result = {
                 "changed": True,
                 "job": manifest,
                 "job_name": manifest["metadata"]["name"],
@@ -373,6 +421,11 @@ class Runner(object):
                 },
                 "diff": {"before": {}, "after": manifest},
             }
+            if plan.delivery is not None:
+                result["snapshot"] = plan.delivery.as_dict(
+                    plan.delivery.planned_url(job_tracking_uri, experiment_id), False
+                )
+            return result
 
         # The API server checks the Job before anything exists (with the prebuilt image, or a placeholder).
         self.dry_run(plan, plan.render(PLANNED_RUN_ID, experiment_id, plan.base_image, job_tracking_uri, when))
@@ -400,7 +453,10 @@ class Runner(object):
         run_id = tracker.create_run(experiment_id, tags, plan.logged_parameters, run_name=params.get("run_name"))
         created = None
         try:
-            manifest = plan.render(run_id, experiment_id, image_ref, job_tracking_uri, when)
+            code_url = None
+            if plan.delivery is not None:  # a failed upload fails here: run FAILED below, no Job
+                code_url = plan.delivery.upload(tracker, run_id, job_tracking_uri)
+            manifest = plan.render(run_id, experiment_id, image_ref, job_tracking_uri, when, code_url)
             created = self._call(
                 "create Job in namespace " + plan.namespace,
                 self._batch.create_namespaced_job,
@@ -425,6 +481,8 @@ class Runner(object):
             }
             if image_result is not None:
                 result["image"] = image_result.as_dict()
+            if plan.delivery is not None:
+                result["snapshot"] = plan.delivery.as_dict(code_url, True)
             if params.get("wait"):
                 result.update(self._wait(plan, tracker, created))
             result["run"] = tracker.get_run(run_id)

@@ -347,4 +347,6 @@ def download_snapshot(client, run_id, dest_dir):
         unpack(path, project_dir)
     except FetchError as exc:
         raise ProjectError("from_run_id", "the snapshot of run {0}: {1}".format(run_id, exc)) from None
-    return Snapshot(path, expected, os.path.getsize(path), project_files(project_dir), None), project_dir, run
+    files = project_files(project_dir)
+    snap = Snapshot(path, expected, os.path.getsize(path), files, check_size(project_dir, files, None))
+    return snap, project_dir, run

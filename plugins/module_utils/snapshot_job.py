@@ -112,9 +112,18 @@ def add_code_delivery(job, url, sha256, secret=None):
         )
     mounts.append({"name": VOLUME, "mountPath": snapshot_utils.CODE_DIR})
     main["workingDir"] = snapshot_utils.CODE_DIR
+    pod["initContainers"] = list(pod.get("initContainers") or []) + [init_container(main, url, sha256, secret)]
+    return job
+
+
+def add_auth_env(job, secret):
+    """The project container with the tracking credentials of the Secret too, unless its env names them."""
+    if not secret:
+        return job
+    job = copy.deepcopy(job)
+    main = job["spec"]["template"]["spec"]["containers"][0]
     taken = set(e.get("name") for e in main.get("env") or [])
     main["env"] = list(main.get("env") or []) + [e for e in auth_env(secret) if e["name"] not in taken]
-    pod["initContainers"] = list(pod.get("initContainers") or []) + [init_container(main, url, sha256, secret)]
     return job
 
 

@@ -397,6 +397,9 @@ def test_code_delivery_in_the_job():
     }
     assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "password"
     assert "value" not in env["MLFLOW_TRACKING_PASSWORD"]
+    assert [e["name"] for e in main["env"]] == ["MLFLOW_RUN_ID"]
+    job = snapshot_job.add_auth_env(job, secret)
+    main = job["spec"]["template"]["spec"]["containers"][0]
     assert [e["name"] for e in main["env"]] == ["MLFLOW_RUN_ID", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"]
     assert init["command"][2] == Path(snapshot_fetch.__file__).read_text()
 
