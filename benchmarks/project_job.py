@@ -14,6 +14,13 @@ For each run, an independent observer (its own watch, its own client) records wh
 - ``mlflow``: MLflow's own ``run_kubernetes_job`` + ``KubernetesSubmittedRun.wait()`` (5 s poll),
   on the same template and cluster. No Docker is needed for this part: the image is given.
 
+Both sides run the same workload, ``sleep <delay>`` in busybox, which needs no shell quoting:
+MLflow shell-quotes every token of the command again (``_get_run_command``), so a command such
+as ``sh -c 'sleep 2; echo done'`` reaches the container as ``sh -c "'sleep 2; echo done'"`` and
+exits 127 at once. Every Job's container command, its end (Complete) and its run's status
+(FINISHED) are checked; when a Job on either side did not end as intended, the benchmark
+prints what went wrong and no ratio (exit code 1).
+
 API requests are counted per submission at the kubernetes client's REST layer (every request
 the submitter's thread sends: reads, creates, watches, deletes), for both. The full
 ``mlflow run --backend kubernetes`` (image build and push) runs only where a Docker engine
@@ -53,9 +60,14 @@ entry_points:
   main:
     parameters:
       seconds: {type: float, default: 1}
-      nonce: {type: string, default: x}
-    command: 'sh -c "sleep $0; echo done $1" {seconds} {nonce}'
+    command: 'sleep {seconds}'
 """
+INTENDED = {"job": "Complete", "run": "FINISHED"}
+
+
+def workload(delay):
+    """The container command both sides must end up with."""
+    return ["sleep", str(float(delay))]
 
 
 class RequestCounter:
@@ -104,6 +116,8 @@ class Observer(threading.Thread):
         self.api = new_api_client(kubeconfig)
         self.namespace = namespace
         self.ended = {}
+        self.states = {}  # name -> Complete or Failed
+        self.commands = {}  # name -> the first container's command, as the API stored it
         self.stop = threading.Event()
 
     def run(self):
@@ -118,8 +132,12 @@ class Observer(threading.Thread):
                 for event in watcher.stream(batch.list_namespaced_job, self.namespace, timeout_seconds=5):
                     job = event.get("raw_object") or {}
                     name = (job.get("metadata") or {}).get("name")
+                    if name and name not in self.commands:
+                        containers = job.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}]
+                        self.commands[name] = containers[0].get("command")
                     if name and name not in self.ended and job_state(job) in ("Complete", "Failed"):
                         self.ended[name] = time.monotonic()
+                        self.states[name] = job_state(job)
                     if self.stop.is_set():
                         watcher.stop()
             except Exception as error:  # the namespace went away at the end, or the watch broke: renew
@@ -152,7 +170,8 @@ def bench_module(kubeconfig, namespace, project, tracking_uri, experiment_id, co
         params = {
             "project_uri": str(project),
             "entry_point": "main",
-            "parameters": {"seconds": delay, "nonce": uuid.uuid4().hex[:8]},
+            "parameters": {"seconds": delay},
+            "run_name": "bench-" + uuid.uuid4().hex[:8],  # another identity, so another Job, each run
             "image": BUSYBOX,
             "namespace": namespace,
             "kubeconfig": kubeconfig,
@@ -175,6 +194,9 @@ def bench_module(kubeconfig, namespace, project, tracking_uri, experiment_id, co
                 "run": index,
                 "job": result["job_name"],
                 "state": result.get("state"),
+                "job_state": observer.states.get(result["job_name"]),
+                "run_status": result["run"]["status"],
+                "command": observer.commands.get(result["job_name"]),
                 "notice_latency_s": None if ended is None else round(noticed - ended, 4),
                 "api_requests": len(calls),
                 "api_calls": calls,
@@ -207,7 +229,7 @@ def bench_mlflow(kubeconfig, namespace, tracking_uri, experiment_id, counter, ob
             "MLFLOW_TRACKING_URI": tracking_uri,
             "MLFLOW_EXPERIMENT_ID": experiment_id,
         }
-        command = [f"sh -c 'sleep {delay}; echo done'"]
+        command = [" ".join(workload(delay))]  # what get_entry_point_command hands on: one command string
         with counter.counting():
             submitted = mlflow_k8s.run_kubernetes_job(
                 "bench-mlflow", active, BUSYBOX.split("@")[0], MLFLOW_DIGEST, command, env, None, _template(namespace)
@@ -216,11 +238,15 @@ def bench_mlflow(kubeconfig, namespace, tracking_uri, experiment_id, counter, ob
             noticed = time.monotonic()
         ended = observer.wait_for(submitted._job_name)
         calls = list(counter.calls)
+        state = RunStatus.to_string(submitted.get_status())
         results.append(
             {
                 "run": index,
                 "job": submitted._job_name,
-                "state": RunStatus.to_string(submitted.get_status()),
+                "state": state,
+                "job_state": observer.states.get(submitted._job_name),
+                "run_status": state,
+                "command": observer.commands.get(submitted._job_name),
                 "notice_latency_s": None if ended is None else round(noticed - ended, 4),
                 "api_requests": len(calls),
                 "api_calls": calls,
@@ -269,6 +295,36 @@ def docker_reason():
     except Exception as error:
         return f"no Docker engine answers ({error}): `mlflow run --backend kubernetes` (build + push) not measured"
     return None
+
+
+def problems(side, results, delay):
+    """Why ``side``'s runs are not the intended workload ending as intended ([] when they are)."""
+    found = []
+    for r in results:
+        wrong = []
+        if r.get("command") != workload(delay):
+            wrong.append(f"container command {r.get('command')!r}, not {workload(delay)!r}")
+        if r.get("job_state") != INTENDED["job"]:
+            wrong.append(f"Job ended {r.get('job_state')}, not {INTENDED['job']}")
+        if r.get("run_status") != INTENDED["run"]:
+            wrong.append(f"run {r.get('run_status')}, not {INTENDED['run']}")
+        if r.get("notice_latency_s") is None:
+            wrong.append("the observer never saw the Job end")
+        if wrong:
+            found.append(f"{side} #{r['run']} ({r['job']}): " + "; ".join(wrong))
+    return found
+
+
+def ratio(report, delay):
+    """MLflow's median notice latency over the module's, or None (with the reasons) when not comparable."""
+    reasons = problems("module", report["module"], delay) + problems("mlflow", report["mlflow"], delay)
+    if reasons or not report["mlflow"]:
+        return None, reasons
+    module = report["summary"]["module"]["notice_latency_s"]["median"]
+    mlflow = report["summary"]["mlflow"]["notice_latency_s"]["median"]
+    if not module:
+        return None, ["the module's median latency is 0: no ratio"]
+    return round(mlflow / module, 1), []
 
 
 def summary(results):
@@ -377,6 +433,16 @@ def main(argv):
     if report["mlflow"]:
         report["summary"]["mlflow"] = summary(report["mlflow"])
     print(json.dumps(report["summary"], indent=2))
+    report["ratio_mlflow_over_module"], report["refused"] = ratio(report, args.delay)
+    if report["refused"]:
+        print("project_job: NO RATIO: a Job did not run the intended workload to its intended end:")
+        for reason in report["refused"]:
+            print(f"  {reason}")
+    elif report["ratio_mlflow_over_module"] is not None:
+        print(
+            f"project_job: MLflow notices a Job's end {report['ratio_mlflow_over_module']}x later than the module "
+            f"(medians; every Job ran {workload(args.delay)} to {INTENDED['job']})"
+        )
     print(f"project_job: {report['docker']}")
     if report.get("mlflow_note"):
         print(f"project_job: note: {report['mlflow_note']}")
@@ -387,7 +453,7 @@ def main(argv):
     out = results / f"project_job-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"project_job: results in {out.relative_to(ROOT)}")
-    return 0
+    return 1 if report["refused"] else 0
 
 
 if __name__ == "__main__":

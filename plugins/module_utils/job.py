@@ -7,6 +7,10 @@ MLflow (mlflow/projects/kubernetes.py) replaces ``metadata.name``, and the first
 ``name``, ``image`` and ``command``, and appends MLFLOW_RUN_ID, MLFLOW_TRACKING_URI and
 MLFLOW_EXPERIMENT_ID to its env. We do the same on the same template, with names that are
 always valid DNS-1123 labels and the command as an argument list.
+
+The one place for the checks of what ends up in a Job: Kubernetes names (:func:`check_dns`),
+labels (:func:`check_labels`, our ``mlops.mlflow-k8s/`` prefix is reserved), environment
+variables and the names the module sets itself (:func:`check_env`).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -40,6 +44,7 @@ STANDARD_LABELS = {
     "app.kubernetes.io/name": "mlflow-project",
 }
 MAX_NAME = 63
+RUN_ENV_NAMES = ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")  # set by the module
 TIMESTAMP_FORMAT = "%Y-%m-%d-%H-%M-%S-%f"  # MLflow's
 
 DEFAULT_TEMPLATE = {
@@ -69,6 +74,8 @@ DEFAULT_TEMPLATE = {
 
 _DNS_BAD = re.compile(r"[^a-z0-9-]+")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 _LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -80,8 +87,17 @@ def short_hash(text, length=6):
     return hashlib.sha256(str(text).encode("utf-8")).hexdigest()[:length]
 
 
-def is_dns_label(name):
-    return bool(name) and len(name) <= MAX_NAME and bool(_DNS_LABEL.match(name))
+def check_dns(option, value, subdomain=False):
+    """Fail naming ``option`` unless ``value`` is a DNS-1123 label (or, with ``subdomain``, subdomain)."""
+    limit = 253 if subdomain else MAX_NAME
+    pattern = _DNS_SUBDOMAIN if subdomain else _DNS_LABEL
+    if not isinstance(value, str) or len(value) > limit or not pattern.match(value):
+        raise TemplateError(
+            option,
+            "{0!r} is not a valid Kubernetes name (lower-case letters, digits and '-', at most {1})".format(
+                value, limit
+            ),
+        )
 
 
 def dns_label(name, suffix="", fallback="mlflow-project"):
@@ -110,13 +126,21 @@ def label_value(text):
     return value.strip("-_.")
 
 
-def load_backend_config(path):
-    """MLflow's kubernetes_config.json: ``kube-context``, ``repository-uri``, ``kube-job-template-path``."""
+def load_backend_config(path, base_dir=None):
+    """MLflow's kubernetes_config.json: ``kube-context``, ``repository-uri``, ``kube-job-template-path``.
+
+    A relative ``kube-job-template-path`` is found as MLflow finds it, against the working
+    directory (``base_dir`` when given), else beside the config file.
+    """
     try:
         with open(path) as handle:
-            data = json.load(handle)
-    except (OSError, IOError, ValueError) as exc:
+            text = handle.read()
+    except (OSError, IOError) as exc:
         raise TemplateError("backend_config", "cannot read {0}: {1}".format(path, exc)) from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise TemplateError("backend_config", _json_problem(path, text, exc)) from None
     if not isinstance(data, dict):
         raise TemplateError("backend_config", "{0} must hold a JSON object".format(path))
     known = ("kube-context", "repository-uri", "kube-job-template-path")
@@ -126,12 +150,26 @@ def load_backend_config(path):
             "backend_config", "unknown key(s) {0} in {1} (known: {2})".format(unknown, path, ", ".join(known))
         )
     template_path = data.get("kube-job-template-path")
-    if template_path and not os.path.isabs(template_path) and not os.path.exists(template_path):
-        # MLflow resolves it against the working directory; also accept it beside the config file.
+    if template_path and not os.path.isabs(template_path):
+        here = os.path.abspath(os.path.join(base_dir or os.getcwd(), template_path))
         beside = os.path.join(os.path.dirname(os.path.abspath(path)), template_path)
-        if os.path.exists(beside):
-            data["kube-job-template-path"] = beside
+        data["kube-job-template-path"] = beside if not os.path.exists(here) and os.path.exists(beside) else here
     return data
+
+
+def _json_problem(path, text, exc):
+    """Where ``text`` of ``path`` is not JSON, and why, in words (MLflow's docs put ``#`` comments in it)."""
+    line = getattr(exc, "lineno", None)
+    column = getattr(exc, "colno", None)
+    reason = getattr(exc, "msg", None) or str(exc)
+    if line is None:
+        return "{0} is not JSON: {1}".format(path, reason)
+    source = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
+    message = "{0} is not JSON: line {1}, column {2}: {3}: {4}".format(path, line, column, reason, source.strip())
+    rest = source[(column or 1) - 1 :].lstrip() if source else ""
+    if rest.startswith(("#", "//", "/*")):
+        message += " (JSON has no comments: remove the comment)"
+    return message
 
 
 def load_template(source, option="job_template"):
@@ -148,6 +186,19 @@ def load_template(source, option="job_template"):
             raise TemplateError(option, "cannot read the Job template {0}: {1}".format(source, exc)) from None
     validate_template(template, option)
     return template
+
+
+def template_warnings(template, option="job_template"):
+    """What a valid template asks for that the Job would silently lose: messages naming the field."""
+    warnings = []
+    pod_spec = ((template.get("spec") or {}).get("template") or {}).get("spec") or {}
+    if "resources" in pod_spec:
+        warnings.append(
+            "{0}: spec.template.spec.resources (pod-level resources) is ignored where the PodLevelResources "
+            "feature is off, and its limits are lost; put requests and limits under "
+            "spec.template.spec.containers[0].resources (or use the resources option)".format(option)
+        )
+    return warnings
 
 
 def validate_template(template, option="job_template"):
@@ -170,8 +221,10 @@ def validate_template(template, option="job_template"):
     return template
 
 
-def identity(content_hash, entry_point, parameters, run_name, experiment=None):
-    """What makes two submissions the same: project content, entry point, parameters, run name."""
+def identity(content_hash, entry_point, parameters, run_name, experiment=None, job=None):
+    """What makes two submissions the same: project content, entry point, parameters, run name,
+    experiment, and ``job``: the Job as rendered without the run's own values (image, template,
+    every option that shapes it), so a fixed template or another image is another submission."""
     payload = json.dumps(
         {
             "content": content_hash,
@@ -179,8 +232,10 @@ def identity(content_hash, entry_point, parameters, run_name, experiment=None):
             "parameters": sorted((str(k), str(v)) for k, v in (parameters or {}).items()),
             "run_name": run_name or "",
             "experiment": experiment or "",
+            "job": job or {},
         },
         sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -189,13 +244,27 @@ def identity_label(identity_hash):
     return identity_hash[:40]
 
 
-def _check_labels(labels, option):
+def check_labels(labels, option):
+    """Fail naming ``option`` on an invalid label, or one under our own prefix (the module sets those)."""
     for key, value in (labels or {}).items():
         if not _LABEL_KEY.match(str(key)) or len(str(key).rsplit("/", maxsplit=1)[-1]) > MAX_NAME:
             raise TemplateError(option, "{0!r} is not a valid label key".format(key))
+        if str(key).startswith(LABEL_PREFIX + "/"):
+            raise TemplateError(option, "{0!r}: labels under {1}/ are set by the module".format(key, LABEL_PREFIX))
         text = str(value)
-        if len(text) > MAX_NAME or (text and not re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", text)):
+        if len(text) > MAX_NAME or (text and not _LABEL_VALUE.match(text)):
             raise TemplateError(option, "{0!r} is not a valid value for label {1!r}".format(value, key))
+
+
+def check_env(env, option="env"):
+    """``env`` as EnvVar dicts (env_list), refusing the names the module sets (RUN_ENV_NAMES)."""
+    items = env_list(env, option)
+    for item in items:
+        if item["name"] in RUN_ENV_NAMES:
+            raise TemplateError(
+                option, "{0} is set by the module; use job_tracking_uri for the tracking URI".format(item["name"])
+            )
+    return items
 
 
 def env_list(env, option="env"):
@@ -245,12 +314,8 @@ def render_job(
     metadata = job.setdefault("metadata", {})
     metadata["name"] = name
     metadata["namespace"] = namespace or metadata.get("namespace") or "default"
-    _check_labels(overrides.get("labels"), "labels")
-    all_labels = dict(metadata.get("labels") or {})
-    all_labels.update(overrides.get("labels") or {})
-    all_labels.update(STANDARD_LABELS)
-    all_labels.update(labels or {})
-    metadata["labels"] = all_labels
+    check_labels(overrides.get("labels"), "labels")
+    metadata["labels"] = _merge_labels(metadata.get("labels"), overrides.get("labels"), labels)
     all_annotations = dict(metadata.get("annotations") or {})
     all_annotations.update(annotations or {})
     metadata["annotations"] = all_annotations
@@ -265,11 +330,7 @@ def render_job(
             spec[key] = overrides[option]
     pod = spec["template"]
     pod_meta = pod.setdefault("metadata", {})
-    pod_labels = dict(pod_meta.get("labels") or {})
-    pod_labels.update(overrides.get("labels") or {})
-    pod_labels.update(STANDARD_LABELS)
-    pod_labels.update(labels or {})
-    pod_meta["labels"] = pod_labels
+    pod_meta["labels"] = _merge_labels(pod_meta.get("labels"), overrides.get("labels"), labels)
     pod_spec = pod["spec"]
     pod_spec.setdefault("restartPolicy", "Never")
     if overrides.get("service_account"):
@@ -299,14 +360,8 @@ def render_job(
             resources[section] = merged
         container["resources"] = resources
     env = list(container.get("env") or [])
-    user_env = env_list(overrides.get("env"))
-    reserved = set(run_env)
-    for item in user_env:
-        if item["name"] in reserved:
-            raise TemplateError(
-                "env", "{0} is set by the module; use job_tracking_uri for the tracking URI".format(item["name"])
-            )
-    env = [e for e in env if e.get("name") not in set(i["name"] for i in user_env)] + user_env
+    user_env = check_env(overrides.get("env"))
+    env = [e for e in env if e.get("name") not in set(i["name"] for i in user_env) | set(run_env)] + user_env
     env += [{"name": key, "value": str(value)} for key, value in run_env.items()]
     container["env"] = env
     if overrides.get("env_from_secrets"):
@@ -314,6 +369,19 @@ def render_job(
             {"secretRef": {"name": s}} for s in overrides["env_from_secrets"]
         ]
     return job
+
+
+def _merge_labels(template_labels, user_labels, own_labels):
+    """The template's labels, the user's over them, the standard ones where neither set them, ours last.
+
+    ``own_labels`` carry our prefix (mlops.mlflow-k8s/...), which users cannot set (check_labels).
+    """
+    merged = dict(template_labels or {})
+    merged.update(user_labels or {})
+    for key, value in STANDARD_LABELS.items():
+        merged.setdefault(key, value)
+    merged.update(own_labels or {})
+    return merged
 
 
 def job_state(job):
@@ -333,6 +401,3 @@ def job_condition_message(job):
         if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
             return condition.get("message") or condition.get("reason") or ""
     return ""
-
-
-RUN_STATUS = {"Complete": "FINISHED", "Failed": "FAILED"}

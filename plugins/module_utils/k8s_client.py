@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the module's missi
 
 REQUEST_TIMEOUT = (10, 60)
 
-__all__ = ["ApiException", "REQUEST_TIMEOUT", "api_client", "describe_api_error", "to_dict"]
+__all__ = ["ApiException", "REQUEST_TIMEOUT", "api_client", "describe_api_error"]
 
 
 def _auth_option(auth):
@@ -110,8 +110,3 @@ def _reason(exc):
         except (ValueError, AttributeError):
             return str(body)[:300]
     return getattr(exc, "reason", None) or str(exc)
-
-
-def to_dict(api, obj):
-    """A typed model as the plain dict the API would send."""
-    return api.api_client.sanitize_for_serialization(obj)

@@ -274,11 +274,3 @@ def fetch_git_project(uri, version, dest):
     if not directory.startswith(os.path.abspath(dest)) or not os.path.isdir(directory):
         raise ProjectError("project_uri", "{0!r} is not a directory of {1}".format(subdir, repo_uri))
     return directory
-
-
-_DNS_LABEL_BAD = re.compile(r"[^a-z0-9-]+")
-
-
-def dns_label_base(name):
-    """Lower-case, only [a-z0-9-], no leading/trailing dash (may be empty)."""
-    return _DNS_LABEL_BAD.sub("-", str(name).lower()).strip("-")

@@ -191,15 +191,18 @@ class Tracker(object):
         except MlflowException as exc:
             raise self._fail(exc, "read run {0}".format(run_id), "run_id") from None
 
-    def terminate(self, run_id, status):
-        """Set a terminal status unless the run already has one; True when it changed anything."""
+    def terminate(self, run_id, status, end_time=None):
+        """Set a terminal status unless the run already has one; True when it changed anything.
+
+        ``end_time``: epoch milliseconds the run ended (the Job's end); None means now.
+        """
         if status not in TERMINAL:
             raise ValueError(status)
         try:
             current = self.client.get_run(run_id).info.status
             if current in TERMINAL:
                 return False
-            self.client.set_terminated(run_id, status=status)
+            self.client.set_terminated(run_id, status=status, end_time=end_time)
             return True
         except MlflowException as exc:
             raise self._fail(exc, "mark run {0} {1}".format(run_id, status)) from None

@@ -29,9 +29,11 @@ description:
   - Beyond MLflow, a prebuilt O(image) needs no Docker engine; O(build=true) tags the image with a hash of
     the project content, so an unchanged project is never rebuilt or re-pushed; Job names are always valid
     DNS-1123 labels; the command is an argument list; labels carry the run id and project.
-  - "Idempotent: while a Job of the same identity (project content, entry point, parameters, run name and
-    experiment) exists, the module returns it with C(changed=false) and brings its run up to date, unless
-    O(force=true)."
+  - "Idempotent: while a Job of the same identity exists, the module returns it with C(changed=false) and
+    brings its run up to date (status and end time from the Job), unless O(force=true). The identity is
+    the project content, entry point, parameters, run name, experiment, and everything else that shapes
+    the Job: the image, the Job template and every option merged into it. A fixed template or another
+    image is a new submission, even while the old Job (a failed one, say) is still there."
   - Anything that fails after the run was created marks the run FAILED and deletes the Job.
 author:
   - MLOps platform team (@mlops-platform)
@@ -63,9 +65,20 @@ options:
       - Or a git URL (C(https://), C(ssh://), C(git://), C(file://), C(user@host:path)), with C(#subdir) for a
         project below the repository's root, as MLflow takes it. It is cloned into a temporary directory on
         the controller for the call.
+      - A relative directory is resolved against O(base_dir), else against the module's working directory:
+        for a task of a playbook on the local connection (C(delegate_to=localhost) or a localhost play) that is
+        the playbook's directory, for an ad-hoc C(ansible -m) call the current directory. The error names
+        the absolute path it tried.
       - Required with O(state=present), unless O(from_run_id) is given.
       - Files listed in the project's C(.mlflowignore) are left out of the snapshot and of a built image, as are
         C(.git), C(__pycache__), C(mlruns), C(.venv) and C(*.pyc) (syntax in docs/mlflow_project_job.md).
+    type: path
+  base_dir:
+    description:
+      - Directory that relative paths in O(project_uri), O(backend_config) and O(job_template) (and
+        C(kube-job-template-path) inside the backend config) are resolved against.
+      - Defaults to the module's working directory (see O(project_uri)). C(playbooks/run_project.yml) sets
+        it to the directory C(ansible-playbook) was started in, so C(-e project_uri=...) is relative to it.
     type: path
   from_run_id:
     description:
@@ -145,6 +158,8 @@ options:
     description:
       - Path of MLflow's C(kubernetes_config.json) (C(kube-context), C(repository-uri),
         C(kube-job-template-path)). Options given explicitly win over its keys.
+      - It must be plain JSON; MLflow's documentation shows it with C(#) comments, which JSON does not
+        allow: the error names the file, the line and the comment.
     type: path
   job_template:
     description:
@@ -152,6 +167,9 @@ options:
       - MLflow's replacements apply (C(metadata.name), the first container's C(name), C(image), C(command));
         C(env) is appended to. Without a template, a built-in one is used (no API token mounted, restart policy
         C(Never), C(backoffLimit) 0, a day of C(ttlSecondsAfterFinished)).
+      - C(resources) belongs to the container (C(spec.template.spec.containers[0].resources)); a template that
+        puts it at pod level (C(spec.template.spec.resources), as MLflow's example of the seed does) gets a
+        warning naming the field, since its limits are lost where pod-level resources are not enabled.
     type: raw
   image:
     description:
@@ -227,7 +245,10 @@ options:
     elements: str
   labels:
     description:
-      - Labels added to the Job and its pods.
+      - Labels added to the Job and its pods, over the template's. Neither replaces the other's
+        C(app.kubernetes.io/*) labels; the module adds the standard ones only where they are missing.
+      - The module's own labels are under C(mlops.mlflow-k8s/) (C(run-id), C(project), C(identity)), a
+        prefix these labels cannot use.
     type: dict
   backoff_limit:
     description:
@@ -392,7 +413,9 @@ command:
   elements: str
   sample: [python, train.py, --alpha, "0.5", --l1-ratio, "0.1"]
 identity:
-  description: Hash of project content, entry point, parameters, run name and experiment; also the Job's annotation.
+  description: >-
+    Hash of project content, entry point, parameters, run name, experiment and the Job as rendered without
+    the run's own values (image, template, merged options); also the Job's annotation.
   returned: state=present
   type: str
 existing:
@@ -438,7 +461,7 @@ job_deleted:
   returned: when the wait timed out with on_timeout=delete
   type: bool
 run_synced:
-  description: Whether the module changed the run's status to match the Job.
+  description: Whether the module changed the run's status (and end time) to match the Job.
   returned: with wait=true, or when an existing Job is returned
   type: bool
 logs:
@@ -499,7 +522,7 @@ image:
       description: Whether the image was pushed by this call.
       type: bool
 deleted:
-  description: Names of the Jobs deleted.
+  description: Names of the Jobs this call deleted (not a Job still terminating from an earlier deletion).
   returned: state=absent
   type: list
   elements: str
@@ -528,6 +551,7 @@ def argument_spec():
     spec.update(
         state={"type": "str", "choices": ["present", "absent"], "default": "present"},
         project_uri={"type": "path"},
+        base_dir={"type": "path"},
         from_run_id={"type": "str"},
         base_image={"type": "str"},
         snapshot_max_mb={"type": "int", "default": 200},

@@ -10,13 +10,16 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: mlflow_project_job_info
-short_description: Read MLflow project Jobs and bring their runs up to date
+short_description: Read MLflow project Jobs and the status of their runs
 version_added: "0.1.0"
 description:
   - Lists the Jobs that M(mlops.mlflow_k8s.mlflow_project_job) created, with their state and their MLflow run.
-  - A run whose submitter died (or did not wait) still says RUNNING after its Job ended. With O(sync_run=true)
-    the module sets such a run to FINISHED or FAILED from the Job's conditions and stores the pod's log as
-    the run's artifact; that is the only change it makes, and it reports it as C(changed).
+    By default it changes nothing, as an C(_info) module must not.
+  - A run whose submitter died (or did not wait) still says RUNNING after its Job ended. A
+    M(mlops.mlflow_k8s.mlflow_project_job) call with the same inputs settles it; so does this module with
+    O(sync_run=true), which sets such a run to FINISHED or FAILED from the Job's conditions, with the Job's
+    end time, and stores the pod's log as the run's artifact. That is the only change it makes, and it
+    reports it as C(changed).
 author:
   - MLOps platform team (@mlops-platform)
 extends_documentation_fragment:
@@ -24,7 +27,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Reports which runs it would update, updates none.
+    description: Reports which runs it would update (O(sync_run=true)), updates none.
   diff_mode:
     support: none
     description: Nothing to compare; the runs it updates are reported per Job.
@@ -54,12 +57,14 @@ options:
     type: str
   sync_run:
     description:
-      - Set the status of runs whose Job ended but which still say RUNNING.
+      - Set the status of runs whose Job ended but which still say RUNNING (FINISHED or FAILED, ended at the
+        Job's completion or failure time). Off by default, so that reading changes nothing.
     type: bool
-    default: true
+    default: false
   logs:
     description:
-      - Return the tail of each Job's pod log (and store the whole log on runs being synced).
+      - Return the tail of each Job's pod log (and, with O(sync_run=true), store the whole log on runs being
+        settled).
     type: bool
     default: false
   log_tail_lines:
@@ -72,10 +77,15 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Bring every project run in the namespace up to date
+- name: List the project Jobs in the namespace with their runs' status
   mlops.mlflow_k8s.mlflow_project_job_info:
     namespace: mlflow-projects
   register: project_jobs
+
+- name: Bring every project run in the namespace up to date (after a submitter died)
+  mlops.mlflow_k8s.mlflow_project_job_info:
+    namespace: mlflow-projects
+    sync_run: true
 
 - name: Read one run's Job and its log
   mlops.mlflow_k8s.mlflow_project_job_info:
@@ -111,10 +121,10 @@ jobs:
       description: MLflow run id from the Job's label.
       type: str
     run_status:
-      description: Status of the MLflow run after any sync.
+      description: Status of the MLflow run (after the sync, with O(sync_run=true)).
       type: str
     run_synced:
-      description: Whether this call changed the run's status.
+      description: Whether this call changed the run's status (only with O(sync_run=true)).
       type: bool
     identity:
       description: Submission identity of the Job.
@@ -157,7 +167,7 @@ def argument_spec():
         run_id={"type": "str"},
         label_selector={"type": "str"},
         tracking_uri={"type": "str"},
-        sync_run={"type": "bool", "default": True},
+        sync_run={"type": "bool", "default": False},
         logs={"type": "bool", "default": False},
         log_tail_lines={"type": "int", "default": 100},
     )

@@ -10,6 +10,7 @@ echoes a message, sleeps, and exits with the code it is given), in the busybox i
 
 import json
 import os
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -173,32 +174,128 @@ def test_idempotent_resubmission_and_force(submit, kubelet, batch, namespace, tr
     assert len(jobs) == 3
 
 
+def test_a_fixed_template_or_image_is_a_new_submission(submit, kubelet, tracking, batch, namespace, images):
+    # The first Job fails; the same call with a fixed template must not return that failed Job.
+    kubelet.outcome(PROJECT_LABEL, "fail", exit_code=1)
+    broken = json.loads(json.dumps(job_utils.DEFAULT_TEMPLATE))
+    broken["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "DATA", "value": "/wrong"}]
+    first = run(mlflow_project_job, submit(wait=True, job_template=broken, run_name="fixme"))
+    assert first["state"] == "Failed", first
+    kubelet.outcome(PROJECT_LABEL, "succeed")
+    fixed = json.loads(json.dumps(job_utils.DEFAULT_TEMPLATE))
+    fixed["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "DATA", "value": "/right"}]
+    second = run(mlflow_project_job, submit(wait=True, job_template=fixed, run_name="fixme"))
+    assert second["changed"] and not second.get("existing"), second
+    assert second["state"] == "Complete" and second["identity"] != first["identity"]
+    # The same fixed call again finds the Job it made; another image is another submission again.
+    third = run(mlflow_project_job, submit(job_template=fixed, run_name="fixme"))
+    assert third["existing"] and third["job_name"] == second["job_name"] and not third["changed"]
+    other = run(mlflow_project_job, submit(job_template=fixed, run_name="fixme", image=images["busybox"] + "-other"))
+    assert other["changed"] and other["job_name"] != second["job_name"]
+
+
+def test_absent_twice_on_a_terminating_job_changes_nothing_the_second_time(submit, kubelet, tracking, batch, namespace):
+    kubelet.outcome(PROJECT_LABEL, "run")
+    submitted = run(mlflow_project_job, submit(parameters={"seconds": 600}, run_name="twice"))
+    # Foreground deletion: the Job stays (with a deletionTimestamp) until its pods are gone.
+    args = submit(parameters={"seconds": 600}, run_name="twice", state="absent", propagation_policy="Foreground")
+    first = run(mlflow_project_job, args)
+    assert first["changed"] and first["deleted"] == [submitted["job_name"]]
+    second = run(mlflow_project_job, args)
+    assert not second["changed"] and second["deleted"] == [] and second["killed_runs"] == [], second
+
+
+def test_template_labels_are_kept(submit, kubelet, batch, namespace):
+    kubelet.outcome(PROJECT_LABEL, "run")
+    template = json.loads(json.dumps(job_utils.DEFAULT_TEMPLATE))
+    template["metadata"]["labels"] = {"app.kubernetes.io/instance": "team-a"}
+    submitted = run(mlflow_project_job, submit(job_template=template, parameters={"seconds": 600}))
+    labels = batch.read_namespaced_job(submitted["job_name"], namespace).metadata.labels
+    assert labels["app.kubernetes.io/instance"] == "team-a"
+    assert labels[job_utils.LABEL_PROJECT] == "cluster-test"
+    info = run(mlflow_project_job_info, {"namespace": namespace, "kubeconfig": submit()["kubeconfig"]})
+    assert [j["name"] for j in info["jobs"]] == [submitted["job_name"]]
+
+
+def test_pod_level_resources_warn(submit, namespace):
+    template = json.loads(json.dumps(job_utils.DEFAULT_TEMPLATE))
+    template["spec"]["template"]["spec"]["resources"] = {"limits": {"memory": "512Mi"}}
+    from ansible.module_utils import basic
+
+    with mock.patch.object(basic.AnsibleModule, "warn") as warn:
+        result = run(mlflow_project_job, submit(job_template=template), check_mode=True)
+    assert result["changed"], result
+    warnings = [call.args[0] for call in warn.call_args_list]
+    assert any(w.startswith("job_template: spec.template.spec.resources") for w in warnings), warnings
+
+
+def test_relative_project_uri_is_resolved_and_the_path_tried_is_named(submit, project, monkeypatch):
+    monkeypatch.chdir(project.parent)
+    result = run(mlflow_project_job, submit(project_uri=project.name), check_mode=True)
+    assert result["changed"] and result["job"]["metadata"]["name"].startswith("cluster-test-"), result
+    missing = run(mlflow_project_job, submit(project_uri="no-such-project"), check_mode=True)
+    assert missing["failed"] and missing["option"] == "project_uri"
+    assert str(project.parent / "no-such-project") in missing["msg"], missing["msg"]
+    based = run(mlflow_project_job, submit(project_uri=project.name, base_dir="/"), check_mode=True)
+    assert based["failed"] and "/cluster-test" in based["msg"] and "base_dir" in based["msg"]
+
+
 def test_recovery_after_the_submitter_died(submit, kubelet, tracking, watch_for, namespace, cluster_kind):
     # The submitter returns without waiting (as if it died): the run stays RUNNING while the Job ends.
     kubelet.outcome(PROJECT_LABEL, "fail", exit_code=2, log="killed by OOM\n")
     submitted = run(mlflow_project_job, submit(parameters={"code": 2}))
     run_id = submitted["run"]["run_id"]
     assert submitted["run"]["status"] == "RUNNING"
-    watch_for("batch/v1", "Job", namespace, submitted["job_name"], lambda o: job_utils.job_state(o) == "Failed")
+    failed = watch_for(
+        "batch/v1", "Job", namespace, submitted["job_name"], lambda o: job_utils.job_state(o) == "Failed"
+    )
     assert _run(tracking, run_id).info.status == "RUNNING"
 
-    info = run(mlflow_project_job_info, {"namespace": namespace, "kubeconfig": submit()["kubeconfig"], "logs": True})
+    # An _info module changes nothing by default: it reports the Job Failed and the run RUNNING.
+    reading = {"namespace": namespace, "kubeconfig": submit()["kubeconfig"], "logs": True}
+    looked = run(mlflow_project_job_info, reading)
+    assert not looked["changed"]
+    (item,) = looked["jobs"]
+    assert (item["state"], item["run_status"], "run_synced" in item) == ("Failed", "RUNNING", False)
+    assert _run(tracking, run_id).info.status == "RUNNING"
+
+    time.sleep(1.5)  # the end time must come from the Job, not from when the run was settled
+    info = run(mlflow_project_job_info, {**reading, "sync_run": True})
     assert info["changed"]
     (item,) = info["jobs"]
     assert (item["run_id"], item["state"], item["run_status"], item["run_synced"]) == (run_id, "Failed", "FAILED", True)
     if _logs_available(cluster_kind):
         assert "OOM" in item["logs"]
-    again = run(mlflow_project_job_info, {"namespace": namespace, "kubeconfig": submit()["kubeconfig"]})
+    assert _run(tracking, run_id).info.end_time == _failed_at_ms(failed)
+    again = run(mlflow_project_job_info, {**reading, "sync_run": True})
     assert not again["changed"]
+
+
+def _failed_at_ms(job):
+    """The Job's end as epoch ms, from its Complete/Failed condition (what the run's end_time must be)."""
+    import datetime
+
+    (stamp,) = [
+        c["lastTransitionTime"]
+        for c in job["status"]["conditions"]
+        if c["type"] in ("Complete", "Failed") and c["status"] == "True"
+    ]
+    when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return int(when.timestamp() * 1000)
 
 
 def test_resubmission_brings_the_run_up_to_date(submit, kubelet, tracking, watch_for, namespace):
     kubelet.outcome(PROJECT_LABEL, "succeed")
     submitted = run(mlflow_project_job, submit(parameters={"message": "later"}))
-    watch_for("batch/v1", "Job", namespace, submitted["job_name"], lambda o: job_utils.job_state(o) == "Complete")
+    done = watch_for(
+        "batch/v1", "Job", namespace, submitted["job_name"], lambda o: job_utils.job_state(o) == "Complete"
+    )
+    time.sleep(1.5)  # a late call: the run still ends when the Job did
     again = run(mlflow_project_job, submit(parameters={"message": "later"}))
     assert again["existing"] and again["run_synced"] and again["changed"]
-    assert _run(tracking, submitted["run"]["run_id"]).info.status == "FINISHED"
+    finished = _run(tracking, submitted["run"]["run_id"])
+    assert finished.info.status == "FINISHED"
+    assert finished.info.end_time == _failed_at_ms(done)
     third = run(mlflow_project_job, submit(parameters={"message": "later"}))
     assert not third["changed"]
 
@@ -436,3 +533,30 @@ def test_git_project_uri(submit, kubelet, tracking, project, tmp_path):
     # Same content as the local directory: the same identity, so the local call finds this Job.
     local = run(mlflow_project_job, submit(parameters={"message": "git"}))
     assert local["existing"] and local["job_name"] == result["job_name"]
+
+
+def test_one_module_defaults_group_covers_our_modules_and_kubernetes_core(playbook, namespace, kubeconfig):
+    # The environment names no usable kubeconfig: only the group's module_defaults reach the cluster.
+    play = [
+        {
+            "name": "group/mlops.mlflow_k8s.k8s",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "module_defaults": {"group/mlops.mlflow_k8s.k8s": {"kubeconfig": kubeconfig}},
+            "tasks": [
+                {
+                    "name": "Ours",
+                    "mlops.mlflow_k8s.mlflow_project_job_info": {"namespace": namespace},
+                },
+                {
+                    "name": "kubernetes.core's",
+                    "kubernetes.core.k8s_info": {"kind": "Namespace", "name": namespace},
+                },
+            ],
+        }
+    ]
+    nowhere = "/nonexistent/kubeconfig"
+    result = playbook(play, env={"K8S_AUTH_KUBECONFIG": nowhere, "KUBECONFIG": nowhere})
+    assert result.rc == 0, result.summary()
+    assert result.task("Ours").result["jobs"] == []
+    assert [r["metadata"]["name"] for r in result.task("kubernetes.core's").result["resources"]] == [namespace]

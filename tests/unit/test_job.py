@@ -254,7 +254,7 @@ def test_backend_config_as_mlflow_reads_it(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("content", "fragment"), [("{not json", "cannot read"), ("[]", "JSON object"), ('{"x": 1}', "unknown key")]
+    ("content", "fragment"), [("{not json", "is not JSON: line 1"), ("[]", "JSON object"), ('{"x": 1}', "unknown key")]
 )
 def test_bad_backend_config_names_the_option(tmp_path, content, fragment):
     path = tmp_path / "kubernetes_config.json"
@@ -279,7 +279,6 @@ def test_bad_backend_config_names_the_option(tmp_path, content, fragment):
 def test_job_state_from_conditions(conditions, extra, state):
     status = dict(extra, conditions=conditions)
     assert job_utils.job_state({"status": status}) == state
-    assert job_utils.RUN_STATUS.get(state, "RUNNING") in ("FINISHED", "FAILED", "RUNNING")
 
 
 def test_identity_changes_with_each_part():
@@ -293,3 +292,66 @@ def test_identity_changes_with_each_part():
         job_utils.identity("c" * 64, "main", {"a": 1}, "r", "exp"),
     ]
     assert len({base, *variants}) == 6
+
+
+SEED_BACKEND_CONFIG = """\
+ {
+    "kube-context": "<kube-context name>", # get kube-context name from ~/.kube/config
+    "kube-job-template-path": "<kubernetes_job_template.yaml path>",
+    "repository-uri": "<Docker image name>"
+ }
+"""
+
+
+def test_backend_config_with_the_seeds_comment_names_file_line_and_comments(tmp_path):
+    # seeds/000 shows kubernetes_config.json with a '#' comment; copied verbatim it is not JSON.
+    path = tmp_path / "kubernetes_config.json"
+    path.write_text(SEED_BACKEND_CONFIG)
+    with pytest.raises(TemplateError) as caught:
+        job_utils.load_backend_config(str(path))
+    message = caught.value.message
+    assert caught.value.option == "backend_config"
+    assert str(path) in message and "line 2" in message
+    assert "JSON has no comments" in message and "# get kube-context" in message
+
+
+def test_pod_level_resources_are_warned_about_naming_the_field():
+    template = json.loads(json.dumps(job_utils.DEFAULT_TEMPLATE))
+    assert job_utils.template_warnings(template) == []
+    template["spec"]["template"]["spec"]["resources"] = {"limits": {"memory": "512Mi"}}
+    (warning,) = job_utils.template_warnings(template, "backend_config")
+    assert warning.startswith("backend_config: spec.template.spec.resources")
+    assert "spec.template.spec.containers[0].resources" in warning
+
+
+def test_labels_of_the_template_and_the_user_are_kept_ours_are_added():
+    template = json.loads(json.dumps(job_utils.DEFAULT_TEMPLATE))
+    mine = {"app.kubernetes.io/instance": "team-a", "app.kubernetes.io/name": "trainer"}
+    template["metadata"]["labels"] = dict(mine)
+    template["spec"]["template"]["metadata"] = {"labels": dict(mine)}
+    job = job_utils.render_job(
+        template,
+        name="p-1",
+        container_name="p",
+        image="i",
+        command=["true"],
+        run_env={"MLFLOW_RUN_ID": "r"},
+        labels={job_utils.LABEL_RUN_ID: "r", job_utils.LABEL_PROJECT: "p"},
+        overrides={"labels": {"team": "a"}},
+    )
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        assert labels["app.kubernetes.io/instance"] == "team-a" and labels["app.kubernetes.io/name"] == "trainer"
+        assert labels["team"] == "a" and labels["app.kubernetes.io/part-of"] == "mlflow-k8s"
+        assert labels[job_utils.LABEL_RUN_ID] == "r" and labels[job_utils.LABEL_PROJECT] == "p"
+
+
+def test_our_label_prefix_is_reserved():
+    with pytest.raises(TemplateError) as caught:
+        job_utils.check_labels({job_utils.LABEL_RUN_ID: "x"}, "labels")
+    assert caught.value.option == "labels" and "set by the module" in caught.value.message
+
+
+def test_identity_changes_with_the_job_shape():
+    base = job_utils.identity("c" * 64, "main", {"a": 1}, "r", job={"image": "a:1"})
+    assert base != job_utils.identity("c" * 64, "main", {"a": 1}, "r", job={"image": "a:2"})
+    assert base == job_utils.identity("c" * 64, "main", {"a": 1}, "r", job={"image": "a:1"})

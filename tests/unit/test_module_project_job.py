@@ -217,7 +217,7 @@ def test_git_project_is_cloned_then_removed(tmp_path, monkeypatch):
     import subprocess
     import tempfile
 
-    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import runner
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import plan
 
     repo = tmp_path / "repo"
     shutil.copytree(PROJECTS / "wine", repo)
@@ -237,10 +237,14 @@ def test_git_project_is_cloned_then_removed(tmp_path, monkeypatch):
         made.append(original(dir=tmp_path, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(runner.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(plan.tempfile, "mkdtemp", mkdtemp)
     result = run(mlflow_project_job, wine(project_uri=f"file://{repo}"))
     # The plan (clone, MLproject, parameters) succeeded: the first failure is the missing cluster.
     assert result["option"] == "kubeconfig", result
     assert len(made) == 1 and not os.path.exists(made[0])
+    # The plan itself fails after the clone: the clone goes too.
+    result = run(mlflow_project_job, wine(project_uri=f"file://{repo}", entry_point="nope"))
+    assert result["option"] == "entry_point", result
+    assert len(made) == 2 and not os.path.exists(made[1])
     result = run(mlflow_project_job, wine(version="v1"))
     assert result["option"] == "version"

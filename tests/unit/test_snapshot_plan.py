@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import snapshot
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ProjectError
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Plan
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.plan import Plan
 from tests.manifests.harness import KUBERNETES_VERSIONS, schema_errors
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
@@ -25,6 +25,7 @@ def params(**extra):
         "project_uri": str(EXAMPLE),
         "parameters": {"alpha": 0.5},
         "tracking_uri": "http://127.0.0.1:9",
+        "job_tracking_uri": "http://mlflow-server.mlflow.svc:5000",
         "snapshot_max_mb": 200,
         "allow_host_volumes": False,
     }
@@ -36,7 +37,7 @@ def render(plan, code_url=URL):
     import datetime
 
     when = datetime.datetime(2026, 12, 1, 12, 0, 0)
-    job = plan.render("r" * 32, "1", plan.base_image, "http://mlflow-server.mlflow.svc:5000", when, code_url)
+    job = plan.render("r" * 32, "1", plan.base_image, when, code_url=code_url)
     return json.loads(json.dumps(job))
 
 
