@@ -28,7 +28,7 @@ import datetime
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import delivery as delivery_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import image as image_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import tracking, watch
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import snapshot_job, tracking, watch
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_params
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.jobs_client import JobsClient
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.plan import PLANNED_RUN_ID, Plan, backend_context
@@ -263,6 +263,9 @@ class Runner(object):
         text = ""
         if want_logs and state != "Deleted":
             text = self.jobs.logs(namespace, name, plan.container_name)
+            if not text.strip() and state == "Failed" and plan.delivery is not None:
+                # The entry point never started: the init container's log says why (fetch, hash, unpack).
+                text = self.jobs.logs(namespace, name, snapshot_job.INIT_CONTAINER)
         if want_logs:
             out["logs"] = watch.tail(text, self.params.get("log_tail_lines"))
         if timed_out:

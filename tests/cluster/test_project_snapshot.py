@@ -72,7 +72,8 @@ def experiment(server):
 class LocalPods:
     """Runs each new pod of the namespace with pod_process.run_pod, then ends it through the kubelet."""
 
-    def __init__(self, k8s, namespace, kubelet, root: Path):
+    def __init__(self, k8s, namespace, kubelet, root: Path, before=None):
+        self.before = before or (lambda pod: None)
         self.core = k8s_client.CoreV1Api(k8s)
         self.namespace = namespace
         self.kubelet = kubelet
@@ -102,12 +103,15 @@ class LocalPods:
                 )
                 if name in self.results or not job_name:
                     continue
-                code, log = run_pod(api.sanitize_for_serialization(pod), self.root / name)
+                manifest = api.sanitize_for_serialization(pod)
+                self.before(manifest)
+                code, log, container = run_pod(manifest, self.root / name)
                 self.results[name] = (code, log)
+                # The log belongs to the container that ended the pod (an init container's, when it failed).
                 if code == 0:
-                    self.kubelet.outcome(job_name, "succeed", log=log)
+                    self.kubelet.outcome(job_name, "succeed", log={container: log})
                 else:
-                    self.kubelet.outcome(job_name, "fail", exit_code=code, log=log)
+                    self.kubelet.outcome(job_name, "fail", exit_code=code, log={container: log})
             self._stop.wait(0.3)
 
 
@@ -239,3 +243,22 @@ def test_from_run_id_reruns_exactly_that_code(kubeconfig, namespace, kubelet, k8
     assert fetched[0].read_bytes() == fetched[1].read_bytes()
     if kubelet.active:
         assert len(client.get_metric_history(new.info.run_id, "train_rmse")) == 5
+
+
+def test_a_snapshot_changed_on_the_server_fails_the_pod_and_the_log_says_why(
+    kubeconfig, namespace, kubelet, k8s, server, experiment, tmp_path, cluster_kind
+):
+    if cluster_kind == "real-kubelet":
+        pytest.skip("changes an artifact on the local server's disk")
+    client, experiment_id = experiment
+
+    def tamper(pod):
+        for stored in server[2].rglob("code.tar.gz"):
+            stored.write_bytes(stored.read_bytes() + b"\0")
+
+    with LocalPods(k8s, namespace, kubelet, tmp_path / "pods", before=tamper):
+        result = run(mlflow_project_job, _args(kubeconfig, namespace, server, experiment_id, wait=True))
+    assert result.get("state") == "Failed", result
+    assert client.get_run(result["run"]["run_id"]).info.status == "FAILED"
+    # The entry point never ran; the init container's log is what the module returns.
+    assert "mlflow-snapshot:" in result["logs"] and "sha256" in result["logs"], result["logs"]

@@ -109,11 +109,11 @@ def run_container(
 
 def run_pod(
     pod: Mapping[str, Any], root: Path, *, secrets: Secrets | None = None, timeout: float = 300
-) -> tuple[int, str]:
-    """Run the init containers, then the first container; (exit code, log text) as the pod would end.
+) -> tuple[int, str, str]:
+    """Run the init containers, then the first container: (exit code, log text, container name).
 
     A failing init container ends the pod with its code, as on a real kubelet with
-    ``restartPolicy: Never``; the log is then that container's.
+    ``restartPolicy: Never``; the log and name are then that container's.
     """
     spec = pod["spec"]
     secrets = secrets or {}
@@ -122,6 +122,7 @@ def run_pod(
     for init in spec.get("initContainers") or []:
         done = run_container(init, volumes, root, secrets, timeout)
         if done.returncode != 0:
-            return done.returncode, f"init container {init['name']}:\n{done.stdout}{done.stderr}"
-    done = run_container(spec["containers"][0], volumes, root, secrets, timeout)
-    return done.returncode, done.stdout + done.stderr
+            return done.returncode, done.stdout + done.stderr, init["name"]
+    main = spec["containers"][0]
+    done = run_container(main, volumes, root, secrets, timeout)
+    return done.returncode, done.stdout + done.stderr, main["name"]
