@@ -10,6 +10,14 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
     DOCUMENTATION = r"""
+attributes:
+  action_group:
+    description:
+      - Use C(group/mlops.mlflow_k8s.k8s) in C(module_defaults) to set these options for this module and for
+        every module of C(group/kubernetes.core.k8s) at once (the group extends it, see C(meta/runtime.yml)).
+    support: full
+    membership:
+      - mlops.mlflow_k8s.k8s
 options:
   kubeconfig:
     description:

@@ -24,6 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import time
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import delivery as delivery_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import image as image_utils
@@ -63,7 +64,8 @@ def describe(job):
 
 class Runner(object):
     """One module call. ``jobs_factory(auth, context)`` and ``tracker_factory(uri)`` are injectable
-    (unit tests pass thin fakes), as is ``docker_factory`` (no Docker engine here)."""
+    (unit tests pass thin fakes), as are ``docker_factory`` (no Docker engine here), ``now`` (Job
+    names) and ``clock`` (epoch seconds: when a run the module ended itself ends)."""
 
     def __init__(
         self,
@@ -74,6 +76,7 @@ class Runner(object):
         warn=None,
         jobs_factory=None,
         tracker_factory=None,
+        clock=None,
     ):
         self.params = params
         self.check_mode = check_mode
@@ -86,12 +89,13 @@ class Runner(object):
             )
         )
         self.tracker_factory = tracker_factory or tracking.Tracker
+        self.clock = clock or time.time
         self.jobs = None
         self.reconciler = None
 
     def connect(self, context=None):
         self.jobs = self.jobs_factory(auth_params(self.params), context)
-        self.reconciler = Reconciler(self.jobs, check_mode=self.check_mode)
+        self.reconciler = Reconciler(self.jobs, check_mode=self.check_mode, clock=self.clock)
         return self.jobs
 
     # -- state=present ---------------------------------------------------------------------

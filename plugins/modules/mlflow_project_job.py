@@ -65,7 +65,7 @@ options:
       - Or a git URL (C(https://), C(ssh://), C(git://), C(file://), C(user@host:path)), with C(#subdir) for a
         project below the repository's root, as MLflow takes it. It is cloned into a temporary directory on
         the controller for the call.
-      - A relative directory is resolved against O(base_dir), else against the module's working directory:
+      - A relative directory is resolved against O(base_dir), else against the module's working directory;
         for a task of a playbook on the local connection (C(delegate_to=localhost) or a localhost play) that is
         the playbook's directory, for an ad-hoc C(ansible -m) call the current directory. The error names
         the absolute path it tried.
@@ -159,7 +159,7 @@ options:
       - Path of MLflow's C(kubernetes_config.json) (C(kube-context), C(repository-uri),
         C(kube-job-template-path)). Options given explicitly win over its keys.
       - It must be plain JSON; MLflow's documentation shows it with C(#) comments, which JSON does not
-        allow: the error names the file, the line and the comment.
+        allow; the error names the file, the line and the comment.
     type: path
   job_template:
     description:

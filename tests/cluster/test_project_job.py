@@ -197,12 +197,20 @@ def test_a_fixed_template_or_image_is_a_new_submission(submit, kubelet, tracking
 def test_absent_twice_on_a_terminating_job_changes_nothing_the_second_time(submit, kubelet, tracking, batch, namespace):
     kubelet.outcome(PROJECT_LABEL, "run")
     submitted = run(mlflow_project_job, submit(parameters={"seconds": 600}, run_name="twice"))
-    # Foreground deletion: the Job stays (with a deletionTimestamp) until its pods are gone.
-    args = submit(parameters={"seconds": 600}, run_name="twice", state="absent", propagation_policy="Foreground")
-    first = run(mlflow_project_job, args)
-    assert first["changed"] and first["deleted"] == [submitted["job_name"]]
-    second = run(mlflow_project_job, args)
-    assert not second["changed"] and second["deleted"] == [] and second["killed_runs"] == [], second
+    name = submitted["job_name"]
+    # A Job terminates for a while (its pods' grace period, foreground deletion); a finalizer
+    # holds it in that state for as long as the test needs, on any cluster.
+    batch.patch_namespaced_job(name, namespace, {"metadata": {"finalizers": ["mlflow-k8s.test/hold"]}})
+    try:
+        args = submit(parameters={"seconds": 600}, run_name="twice", state="absent")
+        first = run(mlflow_project_job, args)
+        assert first["changed"] and first["deleted"] == [name]
+        assert first["killed_runs"] == [submitted["run"]["run_id"]]
+        assert batch.read_namespaced_job(name, namespace).metadata.deletion_timestamp is not None
+        second = run(mlflow_project_job, args)
+        assert not second["changed"] and second["deleted"] == [] and second["killed_runs"] == [], second
+    finally:
+        batch.patch_namespaced_job(name, namespace, [{"op": "remove", "path": "/metadata/finalizers"}])
 
 
 def test_template_labels_are_kept(submit, kubelet, batch, namespace):

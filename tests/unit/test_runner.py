@@ -10,6 +10,7 @@ translation is tested here on the real kubernetes client's exceptions.
 
 import copy
 import datetime
+import itertools
 import json
 from pathlib import Path
 
@@ -28,6 +29,7 @@ PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 ENDED = "2026-01-02T03:04:05Z"
 ENDED_MS = reconcile.to_millis(ENDED)
 NOW = 1_900_000_000.0  # the fake clock of the reconciler, epoch seconds
+TICKS = itertools.count()
 
 
 class FakeJobs:
@@ -145,17 +147,14 @@ def submit(store):
 
 
 def runner(values, jobs, check_mode=False, warn=None):
-    made = Runner(values, check_mode=check_mode, warn=warn, jobs_factory=lambda auth, context: jobs)
-    made.now = lambda: datetime.datetime(2026, 1, 1, 0, 0, 0)
-    original = made.connect
-
-    def connect(context=None):
-        client = original(context)
-        made.reconciler.clock = lambda: NOW
-        return client
-
-    made.connect = connect
-    return made
+    return Runner(
+        values,
+        check_mode=check_mode,
+        warn=warn,
+        jobs_factory=lambda auth, context: jobs,
+        now=lambda: datetime.datetime(2026, 1, 1) + datetime.timedelta(seconds=next(TICKS)),  # a Job name each
+        clock=lambda: NOW,
+    )
 
 
 def test_wait_complete_ends_the_run_at_the_jobs_end(submit, store):
