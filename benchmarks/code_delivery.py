@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows = measure(server.url, projects, args.runs, workdir)
             finally:
                 server.stop()
-        baseline = statistics.median(python_start() for _ in range(5))
+        baseline = statistics.median(python_start() for _round in range(5))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         services_stop(lease=lease)

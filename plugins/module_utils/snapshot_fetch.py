@@ -35,7 +35,7 @@ import time
 
 try:
     from urllib.error import HTTPError, URLError
-    from urllib.request import Request, urlopen
+    from urllib.request import HTTPSHandler, Request, build_opener
 except ImportError:  # pragma: no cover - Python 2 has no place in a pod
     pass
 
@@ -80,8 +80,9 @@ def download(url, dest_file, env, attempts=ATTEMPTS, sleep=time.sleep, timeout=6
     for attempt in range(1, attempts + 1):
         try:
             request = Request(url, headers=_headers(env))  # noqa: S310 (http(s) only, checked above)
-            context = _ssl_context(env) if url.startswith("https://") else None
-            with urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
+            # The standard library's opener: this runs in the pod, where Ansible's open_url is not.
+            handlers = [HTTPSHandler(context=_ssl_context(env))] if url.startswith("https://") else []
+            with build_opener(*handlers).open(request, timeout=timeout) as response:
                 digest = hashlib.sha256()
                 with open(dest_file, "wb") as handle:
                     while True:
@@ -186,4 +187,4 @@ def main(env=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -156,7 +156,7 @@ def test_the_example_runs_to_finished_without_any_image_option(
     assert init["image"] == pod["containers"][0]["image"] == docker_image
     assert pod["containers"][0]["workingDir"] == "/mlflow/projects/code"
     if kubelet.active:
-        ((code, log),) = pods.results.values()
+        [(code, log)] = list(pods.results.values())
         assert code == 0, log
 
 

@@ -149,7 +149,7 @@ def test_docker_env_environment_and_volumes(plan_of, monkeypatch):
     env = [(e["name"], e.get("value")) for e in main["env"]]
     # The user's env wins over the MLproject's; MLflow's run variables come last.
     assert env[:2] == [("DOCKER_ENV_TEST_COPIED", "copied"), ("MODE", "from-the-user")]
-    assert [name for name, _ in env[-3:]] == ["MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"]
+    assert [name for name, _value in env[-3:]] == ["MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"]
     assert {"name": "docker-env-volume-0", "hostPath": {"path": "/srv/data"}} in pod["volumes"]
     assert {"name": "docker-env-volume-0", "mountPath": "/data", "readOnly": True} in main["volumeMounts"]
 
