@@ -18,14 +18,6 @@ from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import k8s_client
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ClusterError, TemplateError
 
 
-def is_api_error(exc):
-    """ApiException, or urllib3/socket errors from an unreachable API server."""
-    if isinstance(exc, k8s_client.ApiException):  # and its subclasses (NotFoundException, ...)
-        return True
-    module = type(exc).__module__ or ""
-    return module.startswith(("urllib3", "socket", "ssl")) or isinstance(exc, (OSError, ConnectionError))
-
-
 class JobsClient(object):
     """Jobs, pods and logs of one cluster (``auth``: the shared auth options; ``context`` overrides)."""
 
@@ -69,7 +61,7 @@ class JobsClient(object):
                 raise TemplateError(
                     invalid_option, "the API server rejects the rendered Job: {0}".format(k8s_client._reason(exc))
                 ) from None
-            if is_api_error(exc):
+            if k8s_client.is_api_error(exc):
                 raise k8s_client.describe_api_error(exc, self.auth, action, namespace) from None
             raise
 
@@ -128,10 +120,19 @@ class JobsClient(object):
         return done is not None
 
     def wait(self, namespace, name, timeout, job=None):
-        """``(job, state, timed_out)`` once the Job ended, was deleted, or ``timeout`` passed (watch.py)."""
-        action = "watch Job " + name
+        """watch.wait_for_job's JobOutcome ``(job, state, timed_out)`` (with ``problem``, ``log``,
+        ``progress`` when a pod is stuck) once the Job ended, was deleted, a pod of it is stuck for
+        good, or ``timeout`` passed."""
         return self.call(
-            action, watch.wait_for_job, self.batch, namespace, name, timeout, job=job, request_timeout=False
+            "watch Job " + name,
+            watch.wait_for_job,
+            self.batch,
+            namespace,
+            name,
+            timeout,
+            job=job,
+            core=self.core,
+            request_timeout=False,
         )
 
     # -- pods ------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the module's missi
 
 REQUEST_TIMEOUT = (10, 60)
 
-__all__ = ["ApiException", "REQUEST_TIMEOUT", "api_client", "describe_api_error"]
+__all__ = ["ApiException", "REQUEST_TIMEOUT", "api_client", "describe_api_error", "is_api_error"]
 
 
 def _auth_option(auth):
@@ -98,6 +98,14 @@ def describe_api_error(exc, auth, action, namespace=None):
         option,
         "cannot reach the Kubernetes API while trying to {0}: {1}".format(action, exc),
     )
+
+
+def is_api_error(exc):
+    """ApiException, or urllib3/socket errors from an unreachable API server."""
+    if isinstance(exc, ApiException):
+        return True
+    module = type(exc).__module__ or ""
+    return module.startswith(("urllib3", "socket", "ssl")) or isinstance(exc, (OSError, ConnectionError))
 
 
 def _reason(exc):

@@ -23,15 +23,17 @@ from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import tracking
 
 # Job outcome -> MLflow run status. ``Deleted``: the Job went away (state: absent, or someone
-# deleted it); ``TimedOut``: wait_timeout passed and on_timeout deleted it.
+# deleted it); ``TimedOut``: wait_timeout passed and on_timeout deleted it; ``Stuck``
+# (watch.STUCK): a pod of the Job will never start or keeps crashing (pod_status decides).
 JOB_TO_RUN = {
     "Complete": "FINISHED",
     "Failed": "FAILED",
     "Deleted": "KILLED",
     "TimedOut": "KILLED",
+    "Stuck": "FAILED",
 }
-# Outcomes the module caused: the run ends when the module saw them, not when the Job did.
-ENDED_NOW = ("Deleted", "TimedOut")
+# Outcomes the module decided: the run ends when the module saw them (the Job has no end).
+ENDED_NOW = ("Deleted", "TimedOut", "Stuck")
 
 
 def run_status(state):

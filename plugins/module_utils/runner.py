@@ -29,7 +29,7 @@ import time
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import delivery as delivery_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import image as image_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import snapshot_job, tracking, watch
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import pod_status, snapshot_job, tracking, watch
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_params
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.jobs_client import JobsClient
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.plan import PLANNED_RUN_ID, Plan, backend_context
@@ -259,10 +259,13 @@ class Runner(object):
         """Watch the Job to its end (or the timeout), then settle its run."""
         name = job["metadata"]["name"]
         namespace = job["metadata"]["namespace"]
-        final, state, timed_out = self.jobs.wait(namespace, name, self.params.get("wait_timeout") or 0, job=job)
+        outcome = self.jobs.wait(namespace, name, self.params.get("wait_timeout") or 0, job=job)
+        final, state, timed_out = outcome
         out = {"state": state, "timed_out": timed_out}
         if final is not None:
             out["job"] = final
+        if state == watch.STUCK:
+            return self._end_stuck_job(tracker, final or job, outcome, out)
         want_logs = self.params.get("logs")
         text = ""
         if want_logs and state != "Deleted":
@@ -280,6 +283,31 @@ class Runner(object):
             state = "TimedOut"
         out["run_synced"], _text = self.reconciler.settle(
             tracker, final or job, state, plan.container_name, logs=want_logs, text=text
+        )
+        return out
+
+    def _end_stuck_job(self, tracker, job, outcome, out):
+        """A pod of the Job will not start or keeps crashing (watch.STUCK, pod_status decides):
+        fail now, not at wait_timeout, with the pod's reason, events and log tail; the run is
+        FAILED (reconcile.JOB_TO_RUN) with the reason as the tag watch.FAILURE_REASON_TAG and the
+        description as its log artifact; the Job is deleted or kept as on_timeout says."""
+        meta = job["metadata"]
+        problem = outcome.problem
+        log_tail = watch.tail(outcome.log, self.params.get("log_tail_lines"))
+        text = pod_status.describe(problem, log_tail)
+        out.update(
+            failed=True,
+            msg="Job {0}: {1}".format(meta["name"], text),
+            stuck=problem.as_dict(log_tail),
+            pending_reasons=list(outcome.progress),
+        )
+        if self.params.get("logs"):
+            out["logs"] = log_tail
+        if self.params.get("on_timeout", "delete") == "delete":
+            self.jobs.delete(meta["namespace"], meta["name"])
+            out["job_deleted"] = True
+        out["run_synced"], _text = self.reconciler.settle(
+            tracker, job, watch.STUCK, tags={watch.FAILURE_REASON_TAG: problem.reason}, text=text + "\n"
         )
         return out
 

@@ -276,6 +276,7 @@ options:
     description:
       - What to do when O(wait_timeout) passes, V(delete) the Job (with its pods) and mark the run KILLED,
         or V(keep) it running (a later call or M(mlops.mlflow_k8s.mlflow_project_job_info) catches up).
+      - The same applies when a pod of the Job is stuck (see RV(stuck)); the run is then marked FAILED.
     type: str
     choices: [delete, keep]
     default: delete
@@ -449,16 +450,51 @@ run:
       description: Logged parameters, as MLflow logs them.
       type: dict
 state:
-  description: State of the Job when the module returned, C(Complete), C(Failed), C(Running), C(Pending) or C(Deleted).
+  description:
+    - State of the Job when the module returned, C(Complete), C(Failed), C(Running), C(Pending) or C(Deleted).
+    - C(Stuck) when the wait ended early because a pod of the Job will not start or keeps crashing (see RV(stuck)).
   returned: with wait=true, or when an existing Job is returned
   type: str
+stuck:
+  description:
+    - The pod that ended the wait early (the module fails), unschedulable (a missing PVC, no fitting node),
+      C(ErrImagePull)/C(ImagePullBackOff), C(CreateContainerConfigError) (a missing Secret or ConfigMap),
+      C(CrashLoopBackOff) past 3 restarts. The run is marked FAILED with the tag
+      C(mlops.mlflow-k8s/failure-reason) set to RV(stuck.reason); the Job is deleted or kept as O(on_timeout) says.
+  returned: when a pod of the Job was stuck
+  type: dict
+  contains:
+    pod:
+      description: Pod name.
+      type: str
+    reason:
+      description: C(Unschedulable), C(ErrImagePull), C(ImagePullBackOff), C(CreateContainerConfigError), ...
+      type: str
+    message:
+      description: The scheduler's or kubelet's message.
+      type: str
+    container:
+      description: The container concerned, if any.
+      type: str
+    events:
+      description: The pod's last events, each its reason, a colon and its message, oldest first.
+      type: list
+      elements: str
+    log:
+      description: The container's last log lines.
+      type: str
+pending_reasons:
+  description: What the Job's pods waited for while the module waited (distinct texts, oldest first).
+  returned: when a pod of the Job was stuck
+  type: list
+  elements: str
 timed_out:
   description: Whether wait_timeout passed before the Job ended.
   returned: with wait=true
   type: bool
 job_deleted:
-  description: Whether the Job was deleted after a timeout (on_timeout=delete).
-  returned: when the wait timed out with on_timeout=delete
+  description: Whether the Job was deleted after a timeout or a stuck pod (on_timeout=delete).
+  returned: when the wait timed out or a pod was stuck, with on_timeout=delete
   type: bool
 run_synced:
   description: Whether the module changed the run's status (and end time) to match the Job.
@@ -653,6 +689,8 @@ def main():
         )
     if not module._diff:
         result.pop("diff", None)
+    if result.get("failed"):  # a pod of the Job is stuck: the result says which and why
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

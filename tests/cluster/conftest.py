@@ -33,6 +33,8 @@ IMAGES = {
     "busybox": os.environ.get("MLFLOW_K8S_TEST_BUSYBOX_IMAGE", "busybox:1.37.0"),
     # a container that runs forever and does nothing (Deployments)
     "pause": os.environ.get("MLFLOW_K8S_TEST_PAUSE_IMAGE", "registry.k8s.io/pause:3.10"),
+    # an image no node can pull: the reserved .invalid domain never resolves (RFC 2606)
+    "missing": os.environ.get("MLFLOW_K8S_TEST_MISSING_IMAGE", "registry.invalid/mlflow-k8s/no-such-image:0"),
 }
 # Safety nets, not measurements: how long a wait may take before a test fails (a real cluster
 # may have to pull images first), and how long /version may take to answer.

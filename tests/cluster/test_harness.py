@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import pod_status
 from tests.harness.kubelet import LOG_ANNOTATION, SIMULATED_LABEL, SimKubelet
 
 pytestmark = pytest.mark.cluster
@@ -209,6 +210,125 @@ def test_deployment_applied_by_playbook_becomes_available(playbook, namespace, k
     assert second.rc == 0, second.summary()
     assert second.changed == 0, second.summary()
     assert second.changed_tasks() == []
+
+
+# -- pods that cannot start: what a real kubelet and scheduler do, the helper does too
+
+
+def _pod(name: str, image: str, **spec) -> dict:
+    labels = {**STANDARD_LABELS, "app.kubernetes.io/instance": name}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "main", "image": image}], **spec},
+    }
+
+
+def _events(dyn, namespace: str, pod: str) -> list[dict]:
+    selector = f"involvedObject.kind=Pod,involvedObject.name={pod}"
+    events = dyn.request("get", f"/api/v1/namespaces/{namespace}/events", field_selector=selector).to_dict()
+    return events.get("items") or []
+
+
+def _waiting(pod: dict | None) -> dict:
+    statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or [{}]
+    return (statuses[0].get("state") or {}).get("waiting") or {}
+
+
+def _stuck(dyn, namespace: str, name: str) -> pod_status.PodProblem | None:
+    pod = dyn.request("get", f"/api/v1/namespaces/{namespace}/pods/{name}").to_dict()
+    return pod_status.stuck(pod, _events(dyn, namespace, name))
+
+
+def test_missing_secret_in_env_waits_in_create_container_config_error(dyn, namespace, kubelet, images, watch_for):
+    container = {
+        "name": "main",
+        "image": images["pause"],
+        "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "later", "key": "password"}}}],
+    }
+    dyn.request(
+        "post",
+        f"/api/v1/namespaces/{namespace}/pods",
+        body=_pod("needs-secret", images["pause"], containers=[container]),
+    )
+    pod = watch_for(
+        "v1", "Pod", namespace, "needs-secret", lambda p: _waiting(p).get("reason") == "CreateContainerConfigError"
+    )
+    assert _waiting(pod)["message"] == 'secret "later" not found'
+    assert pod["status"]["phase"] == "Pending"
+    watch_for("v1", "Pod", namespace, "needs-secret", lambda p: bool(_events(dyn, namespace, "needs-secret")))
+    problem = _stuck(dyn, namespace, "needs-secret")
+    assert problem.reason == "CreateContainerConfigError"
+    assert 'Failed: Error: secret "later" not found' in problem.events
+    # the kubelet retries: once the Secret exists, the container starts
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later"}, "stringData": {"password": "x"}}
+    dyn.request("post", f"/api/v1/namespaces/{namespace}/secrets", body=secret)
+    watch_for("v1", "Pod", namespace, "needs-secret", lambda p: (p or {}).get("status", {}).get("phase") == "Running")
+
+
+def test_missing_claim_keeps_the_pod_unschedulable(dyn, namespace, kubelet, images, watch_for):
+    volume = {"name": "data", "persistentVolumeClaim": {"claimName": "mlflow-pv-claim"}}
+    body = _pod("needs-claim", images["pause"], volumes=[volume])
+    body["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    dyn.request("post", f"/api/v1/namespaces/{namespace}/pods", body=body)
+
+    def unschedulable(p):
+        conditions = ((p or {}).get("status") or {}).get("conditions") or []
+        return any(c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable" for c in conditions)
+
+    watch_for("v1", "Pod", namespace, "needs-claim", unschedulable)
+    watch_for("v1", "Pod", namespace, "needs-claim", lambda p: bool(_events(dyn, namespace, "needs-claim")))
+    if kubelet.active:  # past the helper's bind grace, it still did not bind the pod itself
+        import time
+
+        time.sleep(kubelet.bind_grace + 1)
+    pod = dyn.request("get", f"/api/v1/namespaces/{namespace}/pods/needs-claim").to_dict()
+    assert not pod["spec"].get("nodeName") and pod["status"]["phase"] == "Pending"
+    problem = _stuck(dyn, namespace, "needs-claim")
+    assert problem.reason == "Unschedulable"
+    assert 'persistentvolumeclaim "mlflow-pv-claim" not found' in problem.message
+    assert any(line.startswith("FailedScheduling: ") and "mlflow-pv-claim" in line for line in problem.events)
+
+
+def test_crash_loop_restarts_with_back_off_events_and_a_log(dyn, namespace, kubelet, images, watch_for):
+    kubelet.outcome("app.kubernetes.io/instance=crasher", "crashloop", exit_code=2, log="starting\nno config\n")
+    body = _pod("crasher", images["busybox"])
+    body["spec"]["containers"][0]["command"] = ["sh", "-c", "echo starting; echo no config; exit 2"]
+    dyn.request("post", f"/api/v1/namespaces/{namespace}/pods", body=body)
+
+    def looping(p):
+        statuses = ((p or {}).get("status") or {}).get("containerStatuses") or [{}]
+        return _waiting(p).get("reason") == "CrashLoopBackOff" and statuses[0].get("restartCount", 0) >= 3
+
+    pod = watch_for("v1", "Pod", namespace, "crasher", looping)
+    (entry,) = pod["status"]["containerStatuses"]
+    assert entry["lastState"]["terminated"]["exitCode"] == 2
+    problem = _stuck(dyn, namespace, "crasher")
+    assert (problem.reason, problem.container) == ("CrashLoopBackOff", "main")
+    assert any(line.startswith("BackOff: Back-off restarting failed container main") for line in problem.events)
+    log = pod_status.log_tail(dyn.client, namespace, "crasher", "main", lines=5)
+    assert log.splitlines()[-2:] == ["starting", "no config"]
+
+
+def test_image_that_cannot_be_pulled_backs_off_with_events(dyn, namespace, kubelet, images, watch_for):
+    dyn.request("post", f"/api/v1/namespaces/{namespace}/pods", body=_pod("no-image", images["missing"]))
+    pod = watch_for("v1", "Pod", namespace, "no-image", lambda p: _waiting(p).get("reason") == "ImagePullBackOff")
+    assert images["missing"] in _waiting(pod)["message"]
+    problem = _stuck(dyn, namespace, "no-image")
+    assert problem.reason == "ImagePullBackOff"
+    reasons = [e["reason"] for e in _events(dyn, namespace, "no-image")]
+    assert {"Pulling", "Failed", "BackOff"} <= set(reasons)
+
+
+def test_pull_failure_rule_fails_an_existing_image(dyn, namespace, kubelet, images, watch_for):
+    if not kubelet.active:
+        pytest.skip("a real kubelet runs this cluster's pods: it pulls images that exist")
+    kubelet.outcome("app.kubernetes.io/instance=unlucky", "pull-failure")
+    dyn.request("post", f"/api/v1/namespaces/{namespace}/pods", body=_pod("unlucky", images["pause"]))
+    pod = watch_for("v1", "Pod", namespace, "unlucky", lambda p: _waiting(p).get("reason") == "ImagePullBackOff")
+    assert pod["status"]["phase"] == "Pending"
+    assert any(e["message"].startswith("Failed to pull image") for e in _events(dyn, namespace, "unlucky"))
 
 
 def test_simulated_node_registered_and_removed(k8s, dyn, namespace, cluster_kind):

@@ -124,6 +124,42 @@ def test_wait_failed(submit, kubelet, tracking):
     assert _run(tracking, result["run"]["run_id"]).info.status == "FAILED"
 
 
+def test_missing_claim_fails_at_once_with_the_schedulers_message(submit, kubelet, tracking, batch, namespace):
+    template = json.loads(json.dumps(job_utils.DEFAULT_TEMPLATE))
+    pod_spec = template["spec"]["template"]["spec"]
+    pod_spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "mlflow-pv-claim"}}]
+    pod_spec["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    result = run(mlflow_project_job, submit(wait=True, job_template=template, run_name="no-claim"))
+    # failed before wait_timeout (240 s) with the pod's reason, not timed out
+    assert result["failed"] and result["state"] == "Stuck" and not result["timed_out"], result
+    stuck = result["stuck"]
+    assert stuck["reason"] == "Unschedulable"
+    assert 'persistentvolumeclaim "mlflow-pv-claim" not found' in stuck["message"]
+    assert 'persistentvolumeclaim "mlflow-pv-claim" not found' in result["msg"]
+    assert stuck["pod"].startswith(result["job_name"]) and stuck["pod"] in result["msg"]
+    assert any(line.startswith("FailedScheduling: ") for line in stuck["events"]), stuck
+    mlflow_run = _run(tracking, result["run"]["run_id"])
+    assert mlflow_run.info.status == "FAILED"
+    assert mlflow_run.data.tags["mlops.mlflow-k8s/failure-reason"] == "Unschedulable"
+    assert result["job_deleted"]  # on_timeout: delete (the default) applies to a stuck pod too
+    remaining = [j for j in batch.list_namespaced_job(namespace).items if not j.metadata.deletion_timestamp]
+    assert remaining == []
+
+
+def test_image_pull_failure_fails_at_once_and_keeps_the_job(submit, kubelet, tracking, batch, namespace, images):
+    result = run(mlflow_project_job, submit(wait=True, image=images["missing"], on_timeout="keep"))
+    assert result["failed"] and result["state"] == "Stuck" and not result["timed_out"], result
+    stuck = result["stuck"]
+    assert stuck["reason"] in ("ErrImagePull", "ImagePullBackOff"), stuck
+    assert images["missing"] in stuck["message"] and stuck["container"] == "cluster-test"
+    assert any(images["missing"] in line for line in stuck["events"]), stuck
+    mlflow_run = _run(tracking, result["run"]["run_id"])
+    assert mlflow_run.info.status == "FAILED"
+    assert mlflow_run.data.tags["mlops.mlflow-k8s/failure-reason"] == stuck["reason"]
+    assert "job_deleted" not in result
+    assert batch.read_namespaced_job(result["job_name"], namespace).metadata.name == result["job_name"]
+
+
 def test_timeout_deletes_job_and_kills_run(submit, kubelet, tracking, watch_for, namespace):
     kubelet.outcome(PROJECT_LABEL, "run")
     result = run(mlflow_project_job, submit(wait=True, wait_timeout=2, parameters={"seconds": 600}))

@@ -240,3 +240,39 @@ def test_external_secret_is_handed_on_or_refused(playbook, namespace, core, kube
     facts = given.task(REPORT).result["msg"]
     assert (facts["database_uri_secret_name"], facts["database_uri_secret_key"]) == ("site-db", "uri")
     assert given.changed == 0, given.summary()
+
+
+def test_crash_looping_database_fails_the_run_naming_the_pod(
+    playbook, site_vars, namespace, core, kubelet, images, purge_afterwards
+):
+    """Issue 9 point 3: the database wait fails as soon as the pod crash-loops, saying which pod,
+    which state, its events and log lines, and no credential appears anywhere in the output.
+    On a real cluster the busybox image really crash-loops in place of PostgreSQL."""
+    kubelet.outcome(
+        {"app.kubernetes.io/name": "postgresql"},
+        "crashloop",
+        exit_code=1,
+        log='FATAL:  data directory "/var/lib/postgresql/data" has wrong ownership\n',
+    )
+    extra = {
+        **site_vars,
+        "storage_hostpath_node": node_name_for(kubelet, core),
+        "database_postgresql_image": images["busybox"],
+    }
+    result = playbook(site(), extra_vars=extra)
+    assert result.rc != 0, result.summary()
+    (failed,) = result.failed_tasks()
+    assert failed.name.endswith("database : Wait for the database"), result.summary()
+    assert failed.result["state"] == "Stuck" and failed.result["stuck"]["reason"] == "CrashLoopBackOff"
+    assert "no_log" not in failed.msg and "has been hidden" not in failed.msg
+    assert failed.msg.startswith(
+        f"StatefulSet {namespace}/mlflow-postgresql: pod mlflow-postgresql-0 (container postgresql) is stuck in "
+        "CrashLoopBackOff: "
+    ), failed.msg
+    assert "BackOff: Back-off restarting failed container postgresql" in failed.msg
+    if kubelet.active:
+        assert failed.msg.endswith(
+            'last log lines:\n  FATAL:  data directory "/var/lib/postgresql/data" has wrong ownership'
+        )
+    password = secret_data(core, namespace, "mlflow-database-credentials")["password"]
+    assert password and password not in result.stdout and password not in result.stderr

@@ -11,6 +11,20 @@ Job waits and Endpoints work as on a real cluster::
         kubelet.outcome("train", "fail", exit_code=3, log="Traceback ...")
         ... create a Job named train; it ends Failed with exit code 3 ...
 
+What a kubelet refuses, it refuses here too, with the kubelet's wording and core/v1 Events
+(source ``kubelet``): a container whose ``env``/``envFrom`` names a Secret or ConfigMap (or a
+key) that does not exist, not marked optional, waits in ``CreateContainerConfigError``
+(``secret "x" not found``, a ``Failed`` event); a Secret/ConfigMap volume that does not exist
+keeps the pod in ``ContainerCreating`` with ``FailedMount`` events; an image under the reserved
+``.invalid`` top-level domain (RFC 2606: it never resolves, so no real node can pull it either)
+goes ``ErrImagePull`` then ``ImagePullBackOff``. Each is retried every ``retry`` seconds and
+heals once the object appears, as on a real node. A pod that a scheduler marked
+``PodScheduled=False`` (a missing PVC, no fitting node) is never bound by the helper.
+Rule outcomes ``crashloop`` (the containers exit with ``exit_code`` again and again:
+``CrashLoopBackOff`` with a growing ``restartCount``, ``lastState.terminated``, ``BackOff``
+events, the rule's log) and ``pull-failure`` (every image of the pod fails to pull) apply to
+every pod the rule matches, also those of Deployments and StatefulSets.
+
 Nothing runs: no image is pulled, no command executed, no probe evaluated. A rule's ``log`` is
 stored in the pod annotation ``standin.mlflow-k8s.test/log``, which the API stand-in
 (tests/harness/kube) serves as ``pods/log``; a real API server has no such thing (it asks the
@@ -45,7 +59,9 @@ LOG = logging.getLogger(__name__)
 SIMULATED_LABEL = "mlflow-k8s.test/simulated-kubelet"
 LOG_ANNOTATION = "standin.mlflow-k8s.test/log"
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
-OUTCOMES = ("succeed", "fail", "run")
+OUTCOMES = ("succeed", "fail", "run", "crashloop", "pull-failure")
+FAILING_OUTCOMES = ("crashloop", "pull-failure")  # apply to every pod, not only run-to-completion ones
+UNPULLABLE_DOMAIN = ".invalid"  # RFC 2606: never resolves, so no node can pull from it
 NODE_CAPACITY = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
 _SELECTOR_TERM = re.compile(r"^\s*(!?)([A-Za-z0-9./_-]+)\s*(?:(==|=|!=)\s*([A-Za-z0-9._-]*))?\s*$")
 
@@ -215,11 +231,13 @@ def make_rule(
     if isinstance(selector, str) and any(ch in selector for ch in "=!,"):
         parse_label_selector(selector)  # fail now, not in the watch thread
     if exit_code is None:
-        exit_code = 1 if outcome == "fail" else 0
+        exit_code = 1 if outcome in ("fail", "crashloop") else 0
     if outcome == "succeed" and exit_code != 0:
         raise ValueError("outcome 'succeed' needs exit_code 0")
     if outcome == "fail" and exit_code == 0:
         raise ValueError("outcome 'fail' needs a non-zero exit_code")
+    if outcome == "pull-failure" and exit_code:
+        raise ValueError("outcome 'pull-failure' never starts a container: it has no exit_code")
     if delay < 0:
         raise ValueError("delay must be >= 0")
     if isinstance(log, Mapping):
@@ -236,6 +254,12 @@ def pick_rule(rules: list[Rule], pod: Mapping[str, Any]) -> Rule:
         if rule.matches(pod):
             return rule
     return DEFAULT_RULE
+
+
+def unschedulable(pod: Mapping[str, Any]) -> bool:
+    """Whether a scheduler marked the pod ``PodScheduled=False`` (no node fits it)."""
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "PodScheduled" and c.get("status") == "False" for c in conditions)
 
 
 def runs_to_completion(pod: Mapping[str, Any]) -> bool:
@@ -358,6 +382,297 @@ def terminated_status(pod: Mapping[str, Any], exit_code: int, at: str | None = N
 
 
 # ---------------------------------------------------------------------------------------------
+# Pure functions: what keeps a container from starting, in the kubelet's words
+
+
+def full_reference(image: str) -> str:
+    """``busybox`` -> ``docker.io/library/busybox:latest``, as containerd names what it pulls."""
+    first, _, rest = image.partition("/")
+    name = image
+    if not rest or ("." not in first and ":" not in first and first != "localhost"):
+        name = "docker.io/" + (image if rest else "library/" + image)
+    if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name
+
+
+def unpullable(image: str) -> bool:
+    """Whether the image's registry is under the reserved ``.invalid`` domain (never resolves)."""
+    host = full_reference(image).split("/", 1)[0].split(":", 1)[0]
+    return host.endswith(UNPULLABLE_DOMAIN)
+
+
+def pull_error(image: str) -> str:
+    """containerd's error for an image that cannot be pulled (no such host, or no such tag)."""
+    ref = full_reference(image)
+    host, _, path = ref.partition("/")
+    if unpullable(image):
+        repo, _, tag = path.rpartition(":")
+        cause = (
+            f'failed to do request: Head "https://{host}/v2/{repo}/manifests/{tag}": '
+            f"dial tcp: lookup {host.split(':')[0]}: no such host"
+        )
+        code = "Unknown"
+    else:
+        cause, code = f"{ref}: not found", "NotFound"
+    return (
+        f'rpc error: code = {code} desc = failed to pull and unpack image "{ref}": '
+        f'failed to resolve reference "{ref}": {cause}'
+    )
+
+
+def _keys(obj: Mapping[str, Any]) -> set[str]:
+    return set(obj.get("data") or {}) | set(obj.get("binaryData") or {})
+
+
+def config_error(container: Mapping[str, Any], namespace: str, lookup: Callable[[str, str], Any]) -> str | None:
+    """The kubelet's CreateContainerConfigError message for a container whose ``env`` or
+    ``envFrom`` names a Secret/ConfigMap (or a key of one) that does not exist and is not
+    optional; None when every reference resolves. ``lookup(kind, name)``: the object or None."""
+    for source in container.get("envFrom") or []:
+        for field, kind in (("secretRef", "Secret"), ("configMapRef", "ConfigMap")):
+            ref = source.get(field)
+            if ref and lookup(kind, ref.get("name", "")) is None and not ref.get("optional"):
+                return f'{kind.lower()} "{ref.get("name", "")}" not found'
+    for env in container.get("env") or []:
+        value_from = env.get("valueFrom") or {}
+        for field, kind in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
+            ref = value_from.get(field)
+            if not ref or ref.get("optional"):
+                continue
+            obj = lookup(kind, ref.get("name", ""))
+            if obj is None:
+                return f'{kind.lower()} "{ref.get("name", "")}" not found'
+            if ref.get("key") not in _keys(obj):
+                return f"couldn't find key {ref.get('key')} in {kind} {namespace}/{ref.get('name', '')}"
+    return None
+
+
+def mount_error(pod: Mapping[str, Any], lookup: Callable[[str, str], Any]) -> str | None:
+    """The kubelet's FailedMount message for a Secret/ConfigMap volume that does not exist."""
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        for field, kind, key in (("secret", "Secret", "secretName"), ("configMap", "ConfigMap", "name")):
+            source = volume.get(field)
+            if source and not source.get("optional") and lookup(kind, source.get(key, "")) is None:
+                return (
+                    f'MountVolume.SetUp failed for volume "{volume.get("name")}" : '
+                    f'{kind.lower()} "{source.get(key, "")}" not found'
+                )
+    return None
+
+
+def start_problems(
+    pod: Mapping[str, Any],
+    lookup: Callable[[str, str], Any],
+    *,
+    attempt: int = 0,
+    pull_all: bool = False,
+) -> tuple[dict[str, tuple[str, str]], list[tuple[str, str, str | None]]] | None:
+    """What keeps the pod's containers from starting on this ``attempt`` (0 = the first):
+    ``(waiting, events)`` with ``waiting[container] = (reason, message)`` and events as
+    ``(reason, message, fieldPath)``; None when they can start. Volumes first (no container
+    starts before they mount), then init containers in order (a failing one stops the rest),
+    then the app containers: image pulls (``pull_all``: every image fails), then env refs."""
+    namespace = (pod.get("metadata") or {}).get("namespace", "")
+    mount = mount_error(pod, lookup)
+    if mount:
+        return {}, [("FailedMount", mount, None)]
+    spec = pod.get("spec") or {}
+    waiting: dict[str, tuple[str, str]] = {}
+    events: list[tuple[str, str, str | None]] = []
+    groups = [("initContainers", c) for c in spec.get("initContainers") or []]
+    groups += [("containers", c) for c in spec.get("containers") or []]
+    for field, container in groups:
+        name, image = container["name"], container.get("image", "")
+        path = f"spec.{field}{{{name}}}"
+        if pull_all or unpullable(image):
+            if attempt == 0:
+                reason = "ErrImagePull"
+                message = pull_error(image)
+                events += [
+                    ("Pulling", f'Pulling image "{image}"', path),
+                    ("Failed", f'Failed to pull image "{image}": {message}', path),
+                ]
+            else:
+                reason, message = "ImagePullBackOff", f'Back-off pulling image "{image}"'
+                events.append(("BackOff", message, path))
+            events.append(("Failed", f"Error: {reason}", path))
+            waiting[name] = (reason, message)
+        else:
+            error = config_error(container, namespace, lookup)
+            if error:
+                waiting[name] = ("CreateContainerConfigError", error)
+                events.append(("Failed", f"Error: {error}", path))
+        if field == "initContainers" and name in waiting:
+            break
+    return (waiting, events) if waiting else None
+
+
+def waiting_status(
+    pod: Mapping[str, Any],
+    waiting: Mapping[str, tuple[str, str]],
+    at: str | None = None,
+) -> dict[str, Any]:
+    """The status while containers cannot start: phase Pending, the named containers waiting
+    with their reason, the others ``ContainerCreating`` (``PodInitializing`` behind a waiting
+    init container); no container named means the sandbox itself waits (volumes)."""
+    at = at or now_rfc3339()
+    spec = pod.get("spec") or {}
+    status = dict(pod.get("status") or {})
+    init_names = [c["name"] for c in spec.get("initContainers") or []]
+    blocked_init = next((n for n in init_names if n in waiting), None)
+
+    def entry(container: Mapping[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": "",
+            "restartCount": 0,
+            "ready": False,
+            "started": False,
+            "state": state,
+            "lastState": {},
+        }
+
+    def waits(reason: str, message: str = "") -> dict[str, Any]:
+        return {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+
+    mounted = bool(waiting)  # nothing named: the volumes did not mount, no container ran
+    init_statuses, passed = [], mounted
+    for container in spec.get("initContainers") or []:
+        name = container["name"]
+        if name in waiting:
+            init_statuses.append(entry(container, waits(*waiting[name])))
+            passed = False
+        elif passed:
+            done = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": at, "finishedAt": at}}
+            init_statuses.append(entry(container, done))
+        else:
+            init_statuses.append(entry(container, waits("PodInitializing")))
+    statuses = []
+    for container in spec.get("containers") or []:
+        name = container["name"]
+        if name in waiting and not blocked_init:
+            statuses.append(entry(container, waits(*waiting[name])))
+        elif init_names and not passed:
+            statuses.append(entry(container, waits("PodInitializing")))
+        else:
+            statuses.append(entry(container, waits("ContainerCreating")))
+    unready = [c["name"] for c in spec.get("containers") or []]
+    not_ready = f"containers with unready status: [{' '.join(unready)}]"
+    conditions = [
+        _condition("PodReadyToStartContainers", "True" if mounted else "False", at),
+        _condition("Initialized", "True" if passed or not init_names else "False", at),
+        _condition("Ready", "False", at, "ContainersNotReady"),
+        _condition("ContainersReady", "False", at, "ContainersNotReady"),
+        _condition("PodScheduled", "True", at),
+    ]
+    for cond in conditions[2:4]:
+        cond["message"] = not_ready
+    if conditions[1]["status"] == "False":
+        conditions[1]["reason"] = "ContainersNotInitialized"
+        conditions[1]["message"] = f"containers with incomplete status: [{' '.join(init_names)}]"
+    status.update(phase="Pending", conditions=conditions, containerStatuses=statuses)
+    status.setdefault("startTime", at)
+    if init_statuses:
+        status["initContainerStatuses"] = init_statuses
+    return status
+
+
+def crashloop_status(
+    pod: Mapping[str, Any], exit_code: int, restarts: int, *, pod_ip: str, host_ip: str, at: str | None = None
+) -> dict[str, Any]:
+    """The status of a pod whose containers exited ``restarts`` times and wait to be restarted:
+    phase Running, ``CrashLoopBackOff`` with the kubelet's back-off message, ``restartCount``,
+    ``lastState.terminated`` with the exit code; init containers done; not Ready."""
+    at = at or now_rfc3339()
+    meta = pod.get("metadata") or {}
+    status = running_status(pod, pod_ip=pod_ip, host_ip=host_ip, at=at)
+    back_off = min(10 * 2 ** max(restarts - 1, 0), 300)
+    for entry in status["containerStatuses"]:
+        entry.update(
+            ready=False,
+            started=False,
+            restartCount=restarts,
+            state={
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": (
+                        f"back-off {back_off}s restarting failed container={entry['name']} "
+                        f"pod={meta.get('name')}_{meta.get('namespace')}({meta.get('uid')})"
+                    ),
+                }
+            },
+            lastState={
+                "terminated": {
+                    "exitCode": exit_code,
+                    "reason": "Completed" if exit_code == 0 else "Error",
+                    "startedAt": at,
+                    "finishedAt": at,
+                    "containerID": entry["containerID"],
+                }
+            },
+        )
+    unready = "containers with unready status: [" + " ".join(e["name"] for e in status["containerStatuses"]) + "]"
+    for cond in status["conditions"]:
+        if cond["type"] in ("Ready", "ContainersReady"):
+            cond.update(status="False", reason="ContainersNotReady", message=unready)
+    return status
+
+
+def event_manifest(
+    pod: Mapping[str, Any],
+    reason: str,
+    message: str,
+    *,
+    node: str,
+    kind: str = "Warning",
+    field_path: str | None = None,
+    at: str | None = None,
+) -> dict[str, Any]:
+    """A core/v1 Event about ``pod`` as the kubelet's event recorder writes it."""
+    at = at or now_rfc3339()
+    meta = pod.get("metadata") or {}
+    involved = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "uid": meta.get("uid"),
+        "resourceVersion": meta.get("resourceVersion"),
+    }
+    if field_path:
+        involved["fieldPath"] = field_path
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta.get('name')}.{uuid.uuid4().hex[:16]}", "namespace": meta.get("namespace")},
+        "involvedObject": involved,
+        "reason": reason,
+        "message": message,
+        "type": kind,
+        "count": 1,
+        "firstTimestamp": at,
+        "lastTimestamp": at,
+        "source": {"component": "kubelet", "host": node},
+        "reportingComponent": "kubelet",
+        "reportingInstance": node,
+    }
+
+
+def _comparable(status: Mapping[str, Any] | None) -> Any:
+    """A status without its timestamps: what decides whether a write changes anything."""
+    if isinstance(status, Mapping):
+        return {k: _comparable(v) for k, v in status.items() if k not in _TIME_FIELDS}
+    if isinstance(status, list):
+        return [_comparable(v) for v in status]
+    return status
+
+
+_TIME_FIELDS = {"lastTransitionTime", "lastProbeTime", "startTime", "startedAt", "finishedAt"}
+
+
+# ---------------------------------------------------------------------------------------------
 # Cluster probing
 
 
@@ -414,8 +729,11 @@ class SimKubelet:
     """Plays the kubelet for the pods of ``namespace`` (see the module's docstring).
 
     ``bind_grace``: seconds an unscheduled pod waits for a scheduler before the helper binds it
-    to its node itself. ``heartbeat``: seconds between Lease renewals and Ready heartbeats (the
-    node lifecycle controller marks a silent node NotReady after about 40 s).
+    to its node itself (never one a scheduler marked unschedulable). ``heartbeat``: seconds
+    between Lease renewals and Ready heartbeats (the node lifecycle controller marks a silent
+    node NotReady after about 40 s). ``retry``: seconds between start attempts of a pod that
+    cannot start, and between the restarts of a crash-looping one (a kubelet backs off from
+    10 s to 5 min; tests need the states, not the wait).
     """
 
     def __init__(
@@ -427,6 +745,7 @@ class SimKubelet:
         bind_grace: float = 2.0,
         heartbeat: float = 10.0,
         watch_timeout: int = 2,
+        retry: float = 1.0,
     ) -> None:
         from kubernetes.dynamic import DynamicClient
 
@@ -439,6 +758,7 @@ class SimKubelet:
         self.bind_grace = bind_grace
         self.heartbeat = heartbeat
         self.watch_timeout = watch_timeout
+        self.retry = retry
         self.active = False
         self.steps_aside = False
         self.real_nodes: list[str] = []
@@ -451,6 +771,10 @@ class SimKubelet:
         self._first_seen: dict[str, float] = {}  # uid -> monotonic time
         self._running_since: dict[str, float] = {}  # uid -> monotonic time
         self._logged: set[tuple[str, int]] = set()
+        self._retry_at: dict[str, float] = {}  # uid -> when a pod that cannot start is looked at again
+        self._attempts: dict[str, int] = {}  # uid -> start attempts that failed
+        self._restarts: dict[str, int] = {}  # uid -> crashes of a crash-looping pod
+        self._events: dict[tuple[str, str, str, str | None], tuple[str, int]] = {}  # -> (name, count)
         self._due: list[tuple[float, int, str]] = []  # (monotonic time, seq, pod name)
         self._seq = itertools.count()
         self._ips = itertools.count(2)
@@ -477,10 +801,13 @@ class SimKubelet:
     ) -> Rule:
         """Decide what happens to the pods ``selector`` matches (the last rule added wins).
 
-        ``outcome``: ``succeed`` (exit 0), ``fail`` (``exit_code``, default 1) or ``run`` (stay
-        Running). ``delay``: seconds between Running and the end. ``log``: the pod's log text, or
-        a dict of texts by container name.
-        Rules apply to run-to-completion pods; pods with restartPolicy Always always run.
+        ``outcome``: ``succeed`` (exit 0), ``fail`` (``exit_code``, default 1), ``run`` (stay
+        Running), ``crashloop`` (exit ``exit_code``, default 1, and be restarted with back-off,
+        forever; a restartPolicy Never pod just ends Failed) or ``pull-failure`` (no image of
+        the pod can be pulled). ``delay``: seconds between Running and the end. ``log``: the
+        pod's log text, or a dict of texts by container name.
+        ``succeed``/``fail``/``run`` apply to run-to-completion pods (pods with restartPolicy
+        Always always run); ``crashloop`` and ``pull-failure`` to every pod they match.
         """
         rule = make_rule(selector, outcome, exit_code, delay, log)
         with self._lock:
@@ -689,6 +1016,8 @@ class SimKubelet:
                 self._delete_pod(name)
             return
         if not node:
+            if unschedulable(pod):  # a scheduler looked and found no fit: not ours to overrule
+                return
             first = self._first_seen.setdefault(uid, now)
             if now - first < self.bind_grace:
                 with self._lock:
@@ -701,7 +1030,18 @@ class SimKubelet:
         phase = status.get("phase", "Pending")
         with self._lock:
             rule = pick_rule(self._rules, pod)
+        crashes = rule.outcome == "crashloop" and spec.get("restartPolicy", "Always") != "Never"
         if phase == "Pending":
+            if self._later(name, uid, now):
+                return
+            if self._cannot_start(pod, rule):
+                self._retry_at[uid] = now + self.retry
+                with self._lock:
+                    self._schedule(name, self.retry)
+                return
+            if crashes:
+                self._crash(pod, rule, now)
+                return
             pod_ip = self._ip_prefix + str(next(self._ips) % 250 + 2)
             self._write_status(name, lambda p: running_status(p, pod_ip=pod_ip, host_ip=self.node_address))
             self._running_since[uid] = now
@@ -710,7 +1050,11 @@ class SimKubelet:
         if phase != "Running":
             return
         self._annotate_log(name, uid, rule)
-        if not runs_to_completion(pod) or rule.outcome == "run":
+        if crashes:
+            if not self._later(name, uid, now):
+                self._crash(pod, rule, now)
+            return
+        if not runs_to_completion(pod) or rule.outcome in ("run", "pull-failure"):
             return
         since = self._running_since.setdefault(uid, now)
         if now - since < rule.delay:
@@ -718,6 +1062,89 @@ class SimKubelet:
                 self._schedule(name, since + rule.delay - now)
             return
         self._write_status(name, lambda p: terminated_status(p, rule.exit_code))
+
+    def _later(self, name: str, uid: str, now: float) -> bool:
+        """Whether the pod's next attempt is still to come (and is scheduled)."""
+        due = self._retry_at.get(uid, 0.0)
+        if now >= due:
+            return False
+        with self._lock:
+            self._schedule(name, due - now)
+        return True
+
+    def _lookup(self, namespace: str) -> Callable[[str, str], Any]:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        cache: dict[tuple[str, str], Any] = {}
+
+        def lookup(kind: str, name: str) -> Any:
+            if (kind, name) not in cache:
+                plural = {"Secret": "secrets", "ConfigMap": "configmaps"}[kind]
+                try:
+                    cache[kind, name] = self._request("get", f"/api/v1/namespaces/{namespace}/{plural}/{name}")
+                except NotFoundError:
+                    cache[kind, name] = None
+            return cache[kind, name]
+
+        return lookup
+
+    def _cannot_start(self, pod: dict[str, Any], rule: Rule) -> bool:
+        """Write the waiting status and the kubelet's events when the pod cannot start yet."""
+        meta = pod["metadata"]
+        uid = meta.get("uid", meta["name"])
+        attempt = self._attempts.get(uid, 0)
+        problems = start_problems(
+            pod, self._lookup(meta["namespace"]), attempt=attempt, pull_all=rule.outcome == "pull-failure"
+        )
+        if problems is None:
+            return False
+        waiting, events = problems
+        self._attempts[uid] = attempt + 1
+        for reason, message, field_path in events:  # events first: whoever sees the status finds them
+            kind = "Normal" if reason == "Pulling" else "Warning"
+            self._record(pod, reason, message, kind, field_path)
+        self._write_status(meta["name"], lambda p: waiting_status(p, waiting))
+        return True
+
+    def _crash(self, pod: dict[str, Any], rule: Rule, now: float) -> None:
+        """The pod's containers exited (again): CrashLoopBackOff, one restart more."""
+        meta = pod["metadata"]
+        name, uid = meta["name"], meta.get("uid", meta["name"])
+        restarts = self._restarts[uid] = self._restarts.get(uid, 0) + 1
+        pod_ip = (pod.get("status") or {}).get("podIP") or self._ip_prefix + str(next(self._ips) % 250 + 2)
+        self._annotate_log(name, uid, rule)
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            message = (
+                f"Back-off restarting failed container {container['name']} in pod {name}_{meta['namespace']}({uid})"
+            )
+            self._record(pod, "BackOff", message, "Warning", f"spec.containers{{{container['name']}}}")
+        self._write_status(
+            name,
+            lambda p: crashloop_status(p, rule.exit_code, restarts, pod_ip=pod_ip, host_ip=self.node_address),
+        )
+        self._retry_at[uid] = now + self.retry
+        with self._lock:
+            self._schedule(name, self.retry)
+
+    def _record(self, pod: dict[str, Any], reason: str, message: str, kind: str, field_path: str | None) -> None:
+        """Record an Event as the kubelet's recorder does: a repeat raises ``count``."""
+        meta = pod["metadata"]
+        key = (meta.get("uid", meta["name"]), reason, message, field_path)
+        path = f"/api/v1/namespaces/{self.namespace}/events"
+        seen = self._events.get(key)
+        if seen is None:
+            body = event_manifest(pod, reason, message, node=self.node_name, kind=kind, field_path=field_path)
+            self._request("post", path, body=body)
+            self._events[key] = (body["metadata"]["name"], 1)
+            return
+        event_name, count = seen
+        self._request(
+            "patch",
+            f"{path}/{event_name}",
+            body={"count": count + 1, "lastTimestamp": now_rfc3339()},
+            content_type="application/merge-patch+json",
+        )
+        self._events[key] = (event_name, count + 1)
 
     def _bind(self, name: str) -> None:
         from kubernetes.dynamic.exceptions import ConflictError
@@ -738,7 +1165,10 @@ class SimKubelet:
         for _attempt in range(5):
             try:
                 current = self._request("get", path)
-                current["status"] = build(current)
+                status = build(current)
+                if _comparable(status) == _comparable(current.get("status")):
+                    return  # nothing changed but times: a kubelet writes nothing then either
+                current["status"] = status
                 self._request("put", path + "/status", body=current)
                 return
             except ConflictError:

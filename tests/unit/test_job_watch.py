@@ -137,3 +137,82 @@ def test_other_api_errors_are_raised():
 def test_tail():
     assert watch.tail("a\nb\nc\n", 2) == "b\nc"
     assert watch.tail("a\nb", 0) == "a\nb"
+
+
+class FakeCore:
+    """Serves the Job's pods (one scripted state per look) and no events, as typed models."""
+
+    def __init__(self, pods):
+        self.pods = list(pods)
+        self.looks = 0
+
+    def list_namespaced_pod(self, namespace, label_selector=None, **kwargs):
+        pod = self.pods[min(self.looks, len(self.pods) - 1)]
+        self.looks += 1
+        return client.V1PodList(items=[client.ApiClient()._ApiClient__deserialize(pod, "V1Pod")])
+
+    def list_namespaced_event(self, namespace, field_selector=None, **kwargs):
+        return client.CoreV1EventList(items=[])
+
+    def read_namespaced_pod_log(self, *args, **kwargs):
+        raise ApiException(status=400)
+
+
+def _job_pod(status):
+    return {
+        "metadata": {"name": "j-abcde", "namespace": "n", "creationTimestamp": "2026-11-22T15:00:00Z"},
+        "spec": {"containers": [{"name": "main", "image": "registry.invalid/x:0"}]},
+        "status": status,
+    }
+
+
+def test_a_stuck_pod_ends_the_wait_with_its_problem_and_the_progress_seen():
+    waiting = _job_pod(
+        {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+                }
+            ],
+        }
+    )
+    pulling = _job_pod(
+        {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "main",
+                    "image": "registry.invalid/x:0",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "x"'}},
+                }
+            ],
+        }
+    )
+    running = _job("2")
+    batch = FakeBatch(reads=[_job("1")], streams=[[{"type": "MODIFIED", "object": running}]] * 5)
+    seen = []
+    outcome = watch.wait_for_job(
+        batch, "n", "j", 600, clock=Clock(), core=FakeCore([waiting, pulling]), progress=seen.append
+    )
+    job, state, timed_out = outcome
+    assert (state, timed_out) == ("Stuck", False)
+    assert (outcome.problem.pod, outcome.problem.reason) == ("j-abcde", "ImagePullBackOff")
+    assert outcome.progress == (
+        "pod j-abcde: Unschedulable: 0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+    )
+    assert seen == list(outcome.progress)
+    assert all(c["timeout_seconds"] <= watch.POD_CHECK for c in batch.watch_calls)
+
+
+def test_without_core_the_pods_are_not_looked_at():
+    complete = _job("4", [{"type": "Complete", "status": "True"}])
+    batch = FakeBatch(reads=[_job("1")], streams=[[{"type": "MODIFIED", "object": complete}]])
+    outcome = watch.wait_for_job(batch, "n", "j", 600, clock=Clock())
+    assert outcome == (complete, "Complete", False) and outcome.problem is None and outcome.progress == ()

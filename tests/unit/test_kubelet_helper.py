@@ -11,18 +11,28 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import pod_status
 from tests.harness.kubelet import (
     DEFAULT_RULE,
     SIMULATED_LABEL,
+    config_error,
+    crashloop_status,
+    event_manifest,
+    full_reference,
     labels_match,
     make_rule,
+    mount_error,
     node_manifest,
     parse_label_selector,
     pick_rule,
     real_kubelet_nodes,
     running_status,
     runs_to_completion,
+    start_problems,
     terminated_status,
+    unpullable,
+    unschedulable,
+    waiting_status,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,3 +210,168 @@ def test_connection_trouble_and_conflicts_are_retried_not_reported():
     assert _transient(ApiException(status=409))
     assert not _transient(ApiException(status=422))  # the API refused what we wrote: a bug
     assert not _transient(KeyError("status"))
+
+
+# -- what keeps a container from starting: the kubelet's wording, valid objects, and what
+# -- pod_status (the collection's own decision) makes of them
+
+
+def _lookup(objects):
+    return lambda kind, name: objects.get((kind, name))
+
+
+SECRET = {"metadata": {"name": "db"}, "data": {"password": "c2VjcmV0"}}
+CONFIG = {"metadata": {"name": "cfg"}, "data": {"url": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("container", "message"),
+    [
+        ({"envFrom": [{"secretRef": {"name": "gone"}}]}, 'secret "gone" not found'),
+        ({"envFrom": [{"configMapRef": {"name": "gone"}}]}, 'configmap "gone" not found'),
+        (
+            {"env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}}]},
+            'secret "gone" not found',
+        ),
+        (
+            {"env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "user"}}}]},
+            "couldn't find key user in Secret ns/db",
+        ),
+        (
+            {"env": [{"name": "U", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "nope"}}}]},
+            "couldn't find key nope in ConfigMap ns/cfg",
+        ),
+        ({"envFrom": [{"secretRef": {"name": "gone", "optional": True}}]}, None),
+        ({"env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k", "optional": True}}}]}, None),
+        (
+            {
+                "envFrom": [{"secretRef": {"name": "db"}}, {"configMapRef": {"name": "cfg"}}],
+                "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}],
+            },
+            None,
+        ),
+    ],
+)
+def test_config_error_words_missing_references_as_the_kubelet(container, message):
+    objects = {("Secret", "db"): SECRET, ("ConfigMap", "cfg"): CONFIG}
+    assert config_error({"name": "main", **container}, "ns", _lookup(objects)) == message
+
+
+def test_mount_error_for_missing_secret_and_configmap_volumes():
+    pod = _pod()
+    pod["spec"]["volumes"] = [
+        {"name": "creds", "secret": {"secretName": "db"}},
+        {"name": "c", "configMap": {"name": "x"}},
+    ]
+    assert mount_error(pod, _lookup({("Secret", "db"): SECRET})) == (
+        'MountVolume.SetUp failed for volume "c" : configmap "x" not found'
+    )
+    pod["spec"]["volumes"][1]["configMap"]["optional"] = True
+    assert mount_error(pod, _lookup({("Secret", "db"): SECRET})) is None
+
+
+def test_images_under_the_invalid_domain_cannot_be_pulled():
+    assert full_reference("busybox") == "docker.io/library/busybox:latest"
+    assert full_reference("bitnami/postgresql:16") == "docker.io/bitnami/postgresql:16"
+    assert full_reference("localhost:5000/x") == "localhost:5000/x:latest"
+    assert unpullable("registry.invalid/mlflow-k8s/nothing:0")
+    assert unpullable("no-such.invalid:5000/x@sha256:00")
+    assert not unpullable("busybox:1.37.0") and not unpullable("invalid/x:1")
+
+
+def test_pull_failure_then_back_off_with_events():
+    pod = _pod(containers=("main",))
+    pod["spec"]["containers"][0]["image"] = "registry.invalid/x:0"
+    waiting, events = start_problems(pod, _lookup({}), attempt=0)
+    reason, message = waiting["main"]
+    assert reason == "ErrImagePull"
+    assert message.startswith('rpc error: code = Unknown desc = failed to pull and unpack image "registry.invalid/x:0"')
+    assert "lookup registry.invalid: no such host" in message
+    assert [e[0] for e in events] == ["Pulling", "Failed", "Failed"]
+    assert events[-1][1:] == ("Error: ErrImagePull", "spec.containers{main}")
+    waiting, events = start_problems(pod, _lookup({}), attempt=1)
+    assert waiting == {"main": ("ImagePullBackOff", 'Back-off pulling image "registry.invalid/x:0"')}
+    assert [(e[0], e[1]) for e in events] == [
+        ("BackOff", 'Back-off pulling image "registry.invalid/x:0"'),
+        ("Failed", "Error: ImagePullBackOff"),
+    ]
+    # pull_all (the rule outcome) fails an image that exists
+    waiting, _events = start_problems(_pod(), _lookup({}), pull_all=True)
+    assert "docker.io/library/busybox:latest: not found" in waiting["main"][1]
+
+
+def test_a_failing_init_container_stops_the_others():
+    pod = _pod(init=[("fetch", {"envFrom": [{"secretRef": {"name": "gone"}}]}), ("later", {})])
+    waiting, events = start_problems(pod, _lookup({}))
+    assert waiting == {"fetch": ("CreateContainerConfigError", 'secret "gone" not found')}
+    assert events == [("Failed", 'Error: secret "gone" not found', "spec.initContainers{fetch}")]
+    status = waiting_status(pod, waiting, at="2026-01-01T00:00:00Z")
+    states = {s["name"]: s["state"] for s in status["initContainerStatuses"] + status["containerStatuses"]}
+    assert states["later"] == states["main"] == {"waiting": {"reason": "PodInitializing"}}
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Initialized"] == "False"
+    assert start_problems(_pod(), _lookup({})) is None
+
+
+@pytest.mark.parametrize(
+    ("waiting", "reason"),
+    [
+        ({"main": ("CreateContainerConfigError", 'secret "gone" not found')}, "CreateContainerConfigError"),
+        ({"main": ("ImagePullBackOff", 'Back-off pulling image "registry.invalid/x:0"')}, "ImagePullBackOff"),
+        ({}, None),  # volumes not mounted: ContainerCreating, not stuck by status alone
+    ],
+)
+def test_waiting_status_is_valid_and_what_pod_status_reads(waiting, reason):
+    pod = _pod(restart="Always", job=None)
+    pod["status"] = waiting_status(pod, waiting, at="2026-01-01T00:00:00Z")
+    kubernetes_validate.validate(pod, NEWEST, strict=True)
+    assert pod["status"]["phase"] == "Pending"
+    problem = pod_status.stuck(pod, [])
+    assert (problem.reason if problem else None) == reason
+    if not waiting:
+        assert pod["status"]["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
+
+
+def test_crashloop_status_counts_restarts_and_keeps_the_exit_code():
+    pod = _pod(restart="Always", job=None)
+    status = crashloop_status(pod, 2, 3, pod_ip="10.251.1.5", host_ip="10.250.1.1", at="2026-01-01T00:00:00Z")
+    (entry,) = status["containerStatuses"]
+    assert status["phase"] == "Running"
+    assert entry["restartCount"] == 3 and entry["ready"] is False
+    assert entry["state"]["waiting"] == {
+        "reason": "CrashLoopBackOff",
+        "message": "back-off 40s restarting failed container=main pod=train-abcde_ns(1234)",
+    }
+    assert entry["lastState"]["terminated"]["exitCode"] == 2
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "False"
+    pod["status"] = status
+    kubernetes_validate.validate(pod, NEWEST, strict=True)
+    assert pod_status.stuck(pod, [], max_restarts=3).reason == "CrashLoopBackOff"
+    assert pod_status.stuck(pod, [], max_restarts=4) is None
+
+
+def test_event_manifest_is_a_valid_kubelet_event():
+    event = event_manifest(
+        _pod(),
+        "Failed",
+        'Error: secret "x" not found',
+        node="sim-1",
+        field_path="spec.containers{main}",
+        at="2026-01-01T00:00:00Z",
+    )
+    kubernetes_validate.validate(event, NEWEST, strict=True)
+    assert event["involvedObject"]["uid"] == "1234" and event["source"] == {"component": "kubelet", "host": "sim-1"}
+    assert pod_status.event_lines(_pod(), [event]) == ('Failed: Error: secret "x" not found',)
+
+
+def test_unscheduled_pods_marked_by_a_scheduler_are_left_alone():
+    pod = _pod()
+    assert not unschedulable(pod)
+    pod["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]
+    assert unschedulable(pod)
+
+
+def test_new_outcomes():
+    assert make_rule("db", "crashloop").exit_code == 1
+    assert make_rule("db", "crashloop", exit_code=0).exit_code == 0  # exits 0, restarted anyway
+    with pytest.raises(ValueError, match="pull-failure"):
+        make_rule("db", "pull-failure", exit_code=2)

@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 from mlflow.tracking import MlflowClient
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import reconcile
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import pod_status, reconcile, watch
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ClusterError, TemplateError
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.jobs_client import JobsClient
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
@@ -79,9 +79,11 @@ class FakeJobs:
         return True
 
     def wait(self, namespace, name, timeout, job=None):
-        final, state, timed_out = self.outcome(self.jobs[name])
-        self.jobs[name] = final
-        return copy.deepcopy(final), state, timed_out
+        outcome = self.outcome(self.jobs[name])
+        if not isinstance(outcome, watch.JobOutcome):
+            outcome = watch.JobOutcome(*outcome)  # what watch.wait_for_job returns
+        self.jobs[name] = copy.deepcopy(outcome.job)
+        return outcome
 
     def logs(self, namespace, name, container):
         return self.log
@@ -201,6 +203,23 @@ def test_timeout_keep_leaves_the_run_running(submit):
     assert result["run"]["status"] == "RUNNING"
 
 
+def test_a_stuck_pod_fails_the_run_now_with_the_reason(submit, store):
+    problem = pod_status.PodProblem(
+        pod="p-1", reason="Unschedulable", message='persistentvolumeclaim "x" not found', container=None, events=()
+    )
+
+    def stuck(job):
+        return watch.JobOutcome(copy.deepcopy(job), watch.STUCK, False, problem, "", ("waiting for a node",))
+
+    jobs = FakeJobs(outcome=stuck)
+    result = runner(submit(wait=True, run_name="stuck"), jobs).present()
+    assert result["failed"] and result["stuck"]["reason"] == "Unschedulable" and result["job_deleted"]
+    assert 'persistentvolumeclaim "x" not found' in result["msg"]
+    run = store["client"].get_run(result["run"]["run_id"])
+    assert run.info.status == "FAILED" and run.info.end_time == int(NOW * 1000)
+    assert run.data.tags[watch.FAILURE_REASON_TAG] == "Unschedulable"
+
+
 def test_info_changes_nothing_unless_sync_run(submit, store):
     jobs = FakeJobs()
     submitted = runner(submit(run_name="info"), jobs).present()
@@ -289,6 +308,7 @@ def test_one_status_map():
         "Failed": "FAILED",
         "Deleted": "KILLED",
         "TimedOut": "KILLED",
+        "Stuck": "FAILED",
     }
     assert reconcile.run_status("Running") is None
 

@@ -569,6 +569,44 @@ def test_pvc_with_volume_name_binds_and_unplaceable_pod_stays_pending(core, node
     core.delete_persistent_volume(f"{ns}-pinned")
 
 
+def test_pod_with_a_missing_claim_is_unschedulable_with_the_schedulers_event(core, node, ns):
+    volume = {"name": "data", "persistentVolumeClaim": {"claimName": "mlflow-pv-claim"}}
+    spec = {"volumes": [volume], "containers": [{"name": "c", "image": IMAGE}]}
+    core.create_namespaced_pod(ns, {"metadata": {"name": "claims"}, "spec": spec})
+    pod = wait_for(lambda: (p := core.read_namespaced_pod("claims", ns)).status.conditions and p, "PodScheduled=False")
+    (scheduled,) = pod.status.conditions
+    message = (
+        '0/1 nodes are available: persistentvolumeclaim "mlflow-pv-claim" not found. '
+        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+    )
+    assert (scheduled.type, scheduled.status, scheduled.reason, scheduled.message) == (
+        "PodScheduled",
+        "False",
+        "Unschedulable",
+        message,
+    )
+    assert pod.spec.node_name is None and pod.status.phase == "Pending"
+    selector = "involvedObject.kind=Pod,involvedObject.name=claims"
+    events = wait_for(lambda: core.list_namespaced_event(ns, field_selector=selector).items, "FailedScheduling")
+    (event,) = events
+    assert (event.reason, event.message, event.type) == ("FailedScheduling", message, "Warning")
+    assert event.reporting_component == "default-scheduler" and event.involved_object.uid == pod.metadata.uid
+    assert event.event_time is not None
+    time.sleep(1.2)  # two more scheduler passes: the same reason is not recorded again
+    assert len(core.list_namespaced_event(ns, field_selector=selector).items) == 1
+
+
+def test_previous_log_needs_a_terminated_container(core, node, ns):
+    core.create_namespaced_pod(
+        ns, {"metadata": {"name": "once"}, "spec": {"containers": [{"name": "c", "image": IMAGE}]}}
+    )
+    wait_for(lambda: core.read_namespaced_pod("once", ns).spec.node_name, "scheduled")
+    set_pod_state(core, ns, "once", "Running", ready=True, log="now\n")
+    assert core.read_namespaced_pod_log("once", ns) == "now\n"
+    status, body = error_of(core.read_namespaced_pod_log, "once", ns, previous=True)
+    assert (status, body["message"]) == (400, 'previous terminated container "c" in pod "once" not found')
+
+
 def test_namespace_deletion_removes_its_content(core, apps):
     name = f"gone-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": name}})

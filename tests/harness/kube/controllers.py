@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 import time
+from datetime import UTC, datetime
 
 from .apiserver import ApiError, Store, now, parse_time, selector_matches, short_hash
 
@@ -95,6 +96,7 @@ class ControllerManager:
                 ("", "serviceaccounts"),
                 ("", "persistentvolumes"),
                 ("", "persistentvolumeclaims"),
+                ("", "events"),
                 ("apps", "deployments"),
                 ("apps", "replicasets"),
                 ("apps", "statefulsets"),
@@ -280,9 +282,48 @@ class ControllerManager:
                 status = {**pod["status"], "conditions": conds}
                 self.write("pods", {**pod, "spec": {**spec, "nodeName": name}, "status": status})
             else:
-                message = f"0/{len(self.all('nodes'))} nodes are available: {reason}."
+                total = len(self.all("nodes"))
+                message = (
+                    f"0/{total} nodes are available: {reason}. "
+                    f"preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
+                )
+                before = condition(pod, "PodScheduled") or {}
                 set_condition(conds, "PodScheduled", "False", "Unschedulable", message)
                 self.write_status("pods", pod, {**pod["status"], "conditions": conds})
+                if (before.get("status"), before.get("message")) != ("False", message):
+                    self._failed_scheduling(pod, message)
+
+    def _failed_scheduling(self, pod: dict, message: str) -> None:
+        """The event the scheduler records (events.k8s.io, read back through core/v1) when a
+        pod does not fit: once per new reason, as the scheduler's event series aggregate."""
+        meta = pod["metadata"]
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        name = f"{meta['name']}.{short_hash([meta['uid'], message])[:8].lower()}"
+        if self.store.find(self.r["events"].key, meta["namespace"], name) is not None:
+            return  # the same reason again after a change in between: already on record
+        self.create(
+            "events",
+            meta["namespace"],
+            {
+                "metadata": {"name": name},
+                "involvedObject": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta["uid"],
+                    "resourceVersion": meta.get("resourceVersion"),
+                },
+                "reason": "FailedScheduling",
+                "message": message,
+                "type": "Warning",
+                "action": "Scheduling",
+                "eventTime": stamp,
+                "reportingComponent": "default-scheduler",
+                "reportingInstance": "default-scheduler-standin",
+                "source": {},
+            },
+        )
 
     def _fitting_nodes(self, pod: dict, nodes: list[dict]) -> tuple[str, list[dict]]:
         spec, ns = pod["spec"], pod["metadata"]["namespace"]

@@ -533,6 +533,8 @@ class StandIn:
         started = any(k in (state.get("state") or {}) for k in ("running", "terminated")) or "terminated" in (
             state.get("lastState") or {}
         )
+        if query.get("previous") in ("true", "True", "1") and "terminated" not in (state.get("lastState") or {}):
+            raise ApiError(400, "BadRequest", f'previous terminated container "{container}" in pod "{name}" not found')
         if not started:
             reason = ((state.get("state") or {}).get("waiting") or {}).get("reason", "ContainerCreating")
             raise ApiError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: {reason}')

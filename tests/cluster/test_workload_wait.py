@@ -1,0 +1,110 @@
+"""mlops.mlflow_k8s.workload_wait against a Kubernetes API: rollouts and Jobs end as soon as a
+pod is stuck, naming the pod, its state, its events (and its log lines); healthy ones roll out.
+
+On the stand-in the simulated kubelet fails the pods as a real node does (tests/harness/kubelet.py);
+on a real cluster the same manifests fail for real: an image under the reserved .invalid domain
+cannot be pulled, a Secret that does not exist cannot be read, busybox exiting 1 crash-loops.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.mlops.mlflow_k8s.plugins.modules import workload_wait
+from tests.harness.module import run_module
+
+pytestmark = pytest.mark.cluster
+
+LABELS = {"app.kubernetes.io/part-of": "mlflow-k8s", "app.kubernetes.io/managed-by": "ansible"}
+
+
+def _deployment(name, container):
+    labels = {**LABELS, "app.kubernetes.io/name": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "main", **container}]},
+            },
+        },
+    }
+
+
+def _wait(kubeconfig, namespace, kind, name, check_mode=False, **extra):
+    args = {"kind": kind, "namespace": namespace, "name": name, "kubeconfig": kubeconfig, "timeout": 240, **extra}
+    return run_module(workload_wait, args, check_mode=check_mode)
+
+
+def test_deployment_rolls_out(dyn, namespace, kubelet, images, kubeconfig):
+    dyn.request(
+        "post",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        body=_deployment("fine", {"image": images["pause"]}),
+    )
+    result = _wait(kubeconfig, namespace, "Deployment", "fine")
+    assert not result.get("failed"), result
+    assert result["state"] == "Ready" and result["status"]["availableReplicas"] == 1
+    assert result["msg"] == "deployment fine successfully rolled out"
+
+
+def test_deployment_with_an_image_that_cannot_be_pulled_fails_at_once(dyn, namespace, kubelet, images, kubeconfig):
+    dyn.request(
+        "post",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        body=_deployment("nopull", {"image": images["missing"]}),
+    )
+    result = _wait(kubeconfig, namespace, "Deployment", "nopull")
+    assert result["failed"] and result["state"] == "Stuck", result
+    stuck = result["stuck"]
+    assert stuck["pod"].startswith("nopull-") and stuck["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    assert result["msg"].startswith(f"Deployment {namespace}/nopull: pod {stuck['pod']} (container main) is stuck in ")
+    assert images["missing"] in result["msg"] and "last events:" in result["msg"]
+
+
+def test_crash_looping_deployment_names_the_pod_and_its_log(dyn, namespace, kubelet, images, kubeconfig):
+    kubelet.outcome(
+        {"app.kubernetes.io/name": "crasher"}, "crashloop", exit_code=1, log="loading config\nno such file\n"
+    )
+    container = {"image": images["busybox"], "command": ["sh", "-c", "echo loading config; echo no such file; exit 1"]}
+    dyn.request("post", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=_deployment("crasher", container))
+    result = _wait(kubeconfig, namespace, "Deployment", "crasher")
+    assert result["failed"] and result["stuck"]["reason"] == "CrashLoopBackOff", result
+    assert "last exit code 1" in result["msg"]
+    assert result["msg"].endswith("last log lines:\n  loading config\n  no such file"), result["msg"]
+
+
+def test_job_with_a_missing_secret_fails_at_once(dyn, namespace, kubelet, images, kubeconfig):
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "token"}}}]
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "needs-token", "labels": LABELS},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": LABELS},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": images["busybox"], "command": ["true"], "env": env}],
+                },
+            },
+        },
+    }
+    dyn.request("post", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=job)
+    result = _wait(kubeconfig, namespace, "Job", "needs-token")
+    assert result["failed"] and result["state"] == "Stuck", result
+    assert result["stuck"]["reason"] == "CreateContainerConfigError"
+    assert 'secret "absent" not found' in result["msg"]
+
+
+def test_missing_object_fails_and_check_mode_reads_nothing(namespace, kubeconfig):
+    missing = _wait(kubeconfig, namespace, "StatefulSet", "nothing-here")
+    assert missing["failed"] and missing["state"] == "Missing"
+    assert missing["msg"] == f"StatefulSet {namespace}/nothing-here does not exist"
+    planned = _wait(kubeconfig, namespace, "StatefulSet", "nothing-here", check_mode=True)
+    assert not planned.get("failed") and not planned["changed"] and planned["state"] == "Planned"
