@@ -26,8 +26,10 @@ import os
 import shutil
 import tempfile
 
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import delivery as delivery_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import image as image_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import snapshot_job
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ImageError, ProjectError
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.project import (
     fetch_git_project,
@@ -36,6 +38,7 @@ from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.project import (
 )
 
 PLANNED_RUN_ID = "planned"
+RUN_ENV_NAMES = ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
 # The run's own values, replaced by these when the Job is rendered for its identity.
 _SHAPE_EXPERIMENT = "<experiment>"
 _SHAPE_WHEN = datetime.datetime(2000, 1, 1)
@@ -65,10 +68,12 @@ def resolve_path(path, base_dir=None):
 class Plan(object):
     """Everything decided before touching the network (see the module docstring)."""
 
-    def __init__(self, params):
+    def __init__(self, params, from_run=None):
         self.params = params
         self.warnings = []
         self.workdir = None
+        self.from_run = from_run  # delivery.FromRun: the project is an earlier run's snapshot
+        self.delivery = None  # delivery.SnapshotDelivery: the code travels as an artifact of the run
         try:
             self._decide(params)
         except BaseException:
@@ -83,6 +88,10 @@ class Plan(object):
         return False
 
     def cleanup(self):
+        if self.delivery is not None:
+            self.delivery.cleanup()
+        if self.from_run is not None:
+            self.from_run.cleanup()
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
@@ -110,7 +119,10 @@ class Plan(object):
 
         self.source = None
         project_uri = params.get("project_uri")
-        if is_git_uri(project_uri):
+        if self.from_run is not None:
+            project_uri = self.from_run.project_dir
+            self.source = self.from_run.tags.get("mlflow.source.name")
+        elif is_git_uri(project_uri):
             self.workdir = tempfile.mkdtemp(prefix="mlflow-project-")
             self.source = project_uri  # MLflow's source name for a remote project is its URI
             project_uri = fetch_git_project(project_uri, params.get("version"), os.path.join(self.workdir, "repo"))
@@ -148,6 +160,16 @@ class Plan(object):
             or params.get("tracking_uri")
             or ""
         )
+        # docker_env.environment and docker_env.volumes, as mlflow run passes them to docker run.
+        self.project_env = snapshot_job.docker_env_env(self.project.docker_env, reserved=RUN_ENV_NAMES)
+        self.host_volumes = snapshot_job.docker_env_volumes(
+            self.project.docker_env, params.get(snapshot_job.HOST_VOLUMES_OPTION)
+        )
+        self.auth_secret = snapshot_job.auth_secret(params.get(snapshot_job.AUTH_OPTION))
+        if not self.build and not params.get("image"):  # packed last: everything cheaper is checked
+            self.delivery = delivery_utils.SnapshotDelivery(
+                self.project, params, self.base_image, self.auth_secret, self.from_run
+            )
         self.content_hash = image_utils.content_hash(self.project.directory, self.base_image)
         experiment = params.get("experiment_id") or params.get("experiment_name") or ""
         self.identity = job_utils.identity(
@@ -184,12 +206,19 @@ class Plan(object):
                 raise ImageError(
                     "repository_uri", "build: true needs repository_uri (or repository-uri in backend_config)"
                 )
-            self.base_image = self.project.docker_env["image"]
+            self.base_image = params.get("base_image") or self.project.docker_env["image"]
             image_utils.image_tag(self.repository_uri, "0" * 64)  # validates repository_uri
         elif params.get("image"):
             self.base_image = params["image"]
-        else:
-            raise ImageError("image", "give a prebuilt image, or build: true with repository_uri")
+        else:  # the code travels as an artifact of the run (delivery.py)
+            docker_env = self.project.docker_env or {}
+            self.base_image = params.get("base_image") or docker_env.get("image")
+            if not self.base_image:
+                raise ImageError(
+                    "base_image",
+                    "the MLproject names no docker_env.image to run the code on: give base_image (an image with "
+                    "Python), image (one that holds the code) or build: true",
+                )
 
     def _shape(self):
         """The Job as it would be rendered, without the values of one run (name, run id, experiment id).
@@ -204,8 +233,12 @@ class Plan(object):
         return shape
 
     # -- rendering -------------------------------------------------------------------------
-    def render(self, run_id, experiment_id, image_ref, when, identity=None):
-        """The Job manifest of one run (``identity``: the label value, by default this plan's)."""
+    def render(self, run_id, experiment_id, image_ref, when, identity=None, code_url=None):
+        """The Job manifest of one run (``identity``: the label value, by default this plan's).
+
+        ``code_url``: where the init container fetches the code (after the upload); by default the
+        URL it will have, with ``<run id>`` in place of the run.
+        """
         identity = self.identity if identity is None else identity
         name = job_utils.job_name(self.project.name, when)
         labels = {
@@ -225,7 +258,8 @@ class Plan(object):
             "MLFLOW_EXPERIMENT_ID": str(experiment_id),
         }
         overrides = dict((key, self.params.get(key)) for key in OVERRIDES)
-        return job_utils.render_job(
+        overrides["env"] = snapshot_job.merge_env(self.project_env, self.params.get("env"))
+        manifest = job_utils.render_job(
             self.template,
             name=name,
             container_name=self.container_name,
@@ -237,6 +271,12 @@ class Plan(object):
             annotations=annotations,
             overrides=overrides,
         )
+        manifest = snapshot_job.add_host_volumes(manifest, *self.host_volumes)
+        manifest = snapshot_job.add_auth_env(manifest, self.auth_secret)
+        if self.delivery is not None:
+            url = code_url or self.delivery.planned_url(self.job_tracking_uri, experiment_id)
+            manifest = self.delivery.apply(manifest, url)
+        return manifest
 
     def selector(self):
         """The label selector of Jobs of this plan's identity."""

@@ -26,9 +26,10 @@ __metaclass__ = type
 import datetime
 import time
 
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import delivery as delivery_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import image as image_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import pod_status, tracking, watch
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import pod_status, snapshot_job, tracking, watch
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_params
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.jobs_client import JobsClient
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.plan import PLANNED_RUN_ID, Plan, backend_context
@@ -99,7 +100,12 @@ class Runner(object):
 
     # -- state=present ---------------------------------------------------------------------
     def present(self):
-        with Plan(self.params) as plan:
+        from_run = None
+        if self.params.get("from_run_id"):  # no checkout: the project is the earlier run's snapshot
+            tracker = self.tracker_factory(self.params.get("tracking_uri"))
+            tracker.check()
+            from_run = delivery_utils.prepare_from_run(tracker, self.params["from_run_id"])
+        with Plan(self.params, from_run) as plan:
             for message in plan.warnings:
                 self.warn(message)
             return self._present(plan)
@@ -124,6 +130,9 @@ class Runner(object):
         tags = tracking.run_tags(
             plan.project.directory, plan.entry_point.name, run_name=params.get("run_name"), source=plan.source
         )
+        if plan.delivery is not None:  # before the run exists: can the pod fetch the code?
+            plan.delivery.check_store(tracker, experiment_id, plan.job_tracking_uri)
+            tags.update(plan.delivery.tags())
         when = self.now()
         if self.check_mode:
             return self._planned(plan, experiment_id, tags, when)
@@ -144,7 +153,10 @@ class Runner(object):
         run_id = tracker.create_run(experiment_id, tags, plan.logged_parameters, run_name=params.get("run_name"))
         created = None
         try:
-            manifest = plan.render(run_id, experiment_id, image_ref, when)
+            code_url = None
+            if plan.delivery is not None:  # a failed upload fails here: the run ends FAILED, no Job
+                code_url = plan.delivery.upload(tracker, run_id, plan.job_tracking_uri)
+            manifest = plan.render(run_id, experiment_id, image_ref, when, code_url=code_url)
             created = jobs.create(plan.namespace, manifest, plan.template_option)
             tracker.set_tags(
                 run_id,
@@ -154,6 +166,8 @@ class Runner(object):
             result["diff"] = {"before": {}, "after": manifest}
             if image_result is not None:
                 result["image"] = image_result.as_dict()
+            if plan.delivery is not None:
+                result["snapshot"] = plan.delivery.as_dict(code_url, True)
             if params.get("wait"):
                 result.update(self._wait(plan, tracker, created))
             result["run"] = tracker.get_run(run_id)
@@ -179,6 +193,9 @@ class Runner(object):
             "params": dict(plan.logged_parameters),
         }
         result["diff"] = {"before": {}, "after": manifest}
+        if plan.delivery is not None:
+            planned = plan.delivery.planned_url(plan.job_tracking_uri, experiment_id)
+            result["snapshot"] = plan.delivery.as_dict(planned, False)
         return result
 
     def _image(self, plan):
@@ -253,6 +270,9 @@ class Runner(object):
         text = ""
         if want_logs and state != "Deleted":
             text = self.jobs.logs(namespace, name, plan.container_name)
+            if not text.strip() and state == "Failed" and plan.delivery is not None:
+                # The entry point never started: the init container's log says why (fetch, hash, unpack).
+                text = self.jobs.logs(namespace, name, snapshot_job.INIT_CONTAINER)
         if want_logs:
             out["logs"] = watch.tail(text, self.params.get("log_tail_lines"))
         if timed_out:

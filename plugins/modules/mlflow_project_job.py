@@ -18,6 +18,14 @@ description:
   - The MLflow run is created through the tracking server before the Job, with the tags MLflow's
     Kubernetes backend sets and the parameters logged; its status follows the Job's conditions
     (C(Complete) gives FINISHED, C(Failed) gives FAILED), seen through a watch.
+  - "Three ways the code reaches the pod: a prebuilt O(image) that holds it; O(build=true); or, the default when
+    neither is given, no image of its own: the pod runs C(docker_env.image) (or O(base_image)), the module logs a
+    deterministic archive of the project as the run's artifact C(mlflow-project/code.tar.gz) (its sha256 as the
+    tag C(mlops.mlflow_k8s.code_sha256)), and an init container on that image fetches it through the tracking
+    server's proxied artifact API into an C(emptyDir) at C(/mlflow/projects/code), the entry point's working
+    directory. The image needs Python 3.6 or later (standard library only: no mlflow CLI, no curl, no shell)."
+  - C(docker_env.environment) and C(docker_env.volumes) of the MLproject are honoured as C(mlflow run) honours them
+    for Docker; volumes only with O(allow_host_volumes=true).
   - Beyond MLflow, a prebuilt O(image) needs no Docker engine; O(build=true) tags the image with a hash of
     the project content, so an unchanged project is never rebuilt or re-pushed; Job names are always valid
     DNS-1123 labels; the command is an argument list; labels carry the run id and project.
@@ -61,7 +69,9 @@ options:
         for a task of a playbook on the local connection (C(delegate_to=localhost) or a localhost play) that is
         the playbook's directory, for an ad-hoc C(ansible -m) call the current directory. The error names
         the absolute path it tried.
-      - Required with O(state=present).
+      - Required with O(state=present), unless O(from_run_id) is given.
+      - Files listed in the project's C(.mlflowignore) are left out of the snapshot and of a built image, as are
+        C(.git), C(__pycache__), C(mlruns), C(.venv) and C(*.pyc) (syntax in docs/mlflow_project_job.md).
     type: path
   base_dir:
     description:
@@ -70,6 +80,39 @@ options:
       - Defaults to the module's working directory (see O(project_uri)). C(playbooks/run_project.yml) sets
         it to the directory C(ansible-playbook) was started in, so C(-e project_uri=...) is relative to it.
     type: path
+  from_run_id:
+    description:
+      - Run again exactly the code of this earlier run, from its C(mlflow-project/code.tar.gz) artifact (checked
+        against its C(mlops.mlflow_k8s.code_sha256) tag), with no checkout. The new run gets the same archive and
+        the tag C(mlops.mlflow_k8s.code_from_run).
+      - Mutually exclusive with O(project_uri), O(image) and O(build=true).
+    type: str
+  base_image:
+    description:
+      - The image the project runs on instead of C(docker_env.image) (with the snapshot, and the base of
+        O(build=true)), for example a mirror on an air-gapped site. It needs Python for the snapshot's init
+        container.
+    type: str
+  snapshot_max_mb:
+    description:
+      - Largest total size, in MB, of the project files that go into the snapshot; past it the call fails before
+        anything is created, naming the largest files. V(0) lifts the limit.
+    type: int
+    default: 200
+  tracking_auth_secret:
+    description:
+      - A Secret in the Job's namespace with the tracking server's basic-auth credentials, given to the init
+        container and the project container as E(MLFLOW_TRACKING_USERNAME)/E(MLFLOW_TRACKING_PASSWORD) by
+        C(secretKeyRef), never as values.
+      - Its name, or a mapping with C(name), C(username_key) (default C(username)) and C(password_key) (default
+        C(password)).
+    type: raw
+  allow_host_volumes:
+    description:
+      - Mount C(docker_env.volumes) of the MLproject (C(host:container[:ro])) as C(hostPath) volumes of the node
+        that runs the pod. Without it an MLproject with volumes is refused.
+    type: bool
+    default: false
   version:
     description:
       - Branch, tag or commit to check out of a git O(project_uri), as C(mlflow run --version).
@@ -131,6 +174,7 @@ options:
   image:
     description:
       - A prebuilt image holding the project (its working directory the project). No Docker engine needed.
+      - Without O(image) and O(build), the code travels as an artifact of the run (see the description).
       - Mutually exclusive with O(build=true).
     type: str
   build:
@@ -277,6 +321,30 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Run the wine project on its docker_env image, its code as an artifact of the run
+  mlops.mlflow_k8s.mlflow_project_job:
+    project_uri: examples/wine-quality
+    parameters:
+      alpha: 0.5
+    tracking_uri: http://mlflow.example.com:30500
+    job_tracking_uri: http://mlflow-server.mlflow.svc:5000
+    namespace: mlflow
+    wait: true
+  register: wine_snapshot
+
+- name: Run exactly the same code again, from the earlier run, with another alpha
+  mlops.mlflow_k8s.mlflow_project_job:
+    from_run_id: "{{ wine_snapshot.run.run_id }}"
+    parameters:
+      alpha: 0.7
+    tracking_uri: http://mlflow.example.com:30500
+    job_tracking_uri: http://mlflow-server.mlflow.svc:5000
+    tracking_auth_secret:
+      name: mlflow-server-auth
+      username_key: admin-username
+      password_key: admin-password
+    namespace: mlflow
+
 - name: Run the wine project with a prebuilt image and wait for it
   mlops.mlflow_k8s.mlflow_project_job:
     project_uri: examples/wine-quality
@@ -436,6 +504,39 @@ logs:
   description: The last log_tail_lines lines of the pod's log.
   returned: with logs=true when the Job ended or timed out
   type: str
+snapshot:
+  description: The project's code as an artifact of the run (without O(image) and O(build)).
+  returned: when the code travels as an artifact
+  type: dict
+  contains:
+    artifact_path:
+      description: Path of the archive among the run's artifacts.
+      type: str
+      sample: mlflow-project/code.tar.gz
+    sha256:
+      description: sha256 of the archive, also the run's tag C(mlops.mlflow_k8s.code_sha256).
+      type: str
+    size:
+      description: Size of the archive in bytes.
+      type: int
+    unpacked_size:
+      description: Total size of the files in bytes.
+      type: int
+    files:
+      description: Number of files.
+      type: int
+    url:
+      description: Where the init container fetches it (in check mode, with placeholders for the run).
+      type: str
+    uploaded:
+      description: Whether this call uploaded it (false in check mode).
+      type: bool
+    base_image:
+      description: The image the init container and the project run on.
+      type: str
+    from_run_id:
+      description: The earlier run whose code this is, with O(from_run_id).
+      type: str
 image:
   description: The built image.
   returned: with build=true
@@ -487,6 +588,11 @@ def argument_spec():
         state={"type": "str", "choices": ["present", "absent"], "default": "present"},
         project_uri={"type": "path"},
         base_dir={"type": "path"},
+        from_run_id={"type": "str"},
+        base_image={"type": "str"},
+        snapshot_max_mb={"type": "int", "default": 200},
+        tracking_auth_secret={"type": "raw", "no_log": False},
+        allow_host_volumes={"type": "bool", "default": False},
         version={"type": "str"},
         entry_point={"type": "str", "default": "main"},
         parameters={"type": "dict", "default": {}},
@@ -533,7 +639,15 @@ def check_options(params):
     """Checks the argument spec cannot express; returns (option, message) or None."""
     if params["build"] and params.get("image"):
         return "image", "image and build: true are mutually exclusive (a prebuilt image, or one built here)"
-    for option in ("wait_timeout", "log_tail_lines", "backoff_limit", "active_deadline_seconds"):
+    if params.get("from_run_id"):
+        for option in ("project_uri", "version", "image"):
+            if params.get(option):
+                return option, "from_run_id runs the code of an earlier run; {0} has no place beside it".format(option)
+        if params["build"]:
+            return "build", "from_run_id runs the code of an earlier run on its base image; build: true has no place"
+    if params.get("tracking_auth_secret") is not None and not isinstance(params["tracking_auth_secret"], (str, dict)):
+        return "tracking_auth_secret", "must be a Secret name or a mapping with name, username_key, password_key"
+    for option in ("wait_timeout", "log_tail_lines", "backoff_limit", "active_deadline_seconds", "snapshot_max_mb"):
         value = params.get(option)
         if value is not None and value < 0:
             return option, "must not be negative, got {0}".format(value)
@@ -550,7 +664,7 @@ def main():
         supports_check_mode=True,
         mutually_exclusive=[("experiment_name", "experiment_id"), ("job_name", "run_id")],
         required_if=[
-            ("state", "present", ("project_uri",)),
+            ("state", "present", ("project_uri", "from_run_id"), True),
             ("state", "absent", ("project_uri", "job_name", "run_id"), True),
         ],
     )
