@@ -41,7 +41,7 @@ def readme_command(readme: Path = ROOT / "README.md") -> tuple[dict[str, str], l
             continue
         if words[0] == "export":
             for assignment in words[1:]:
-                key, _, value = assignment.partition("=")
+                key, _sep, value = assignment.partition("=")
                 env[key] = value
         else:
             assert not argv, f"README.md: more than one command after {HEADING!r}: {line}"
@@ -65,7 +65,7 @@ def playbook_arguments(argv: list[str]) -> tuple[str, str | None, dict]:
                 extra.update(json.loads(value))
             else:
                 for pair in shlex.split(value):
-                    key, _, item = pair.partition("=")
+                    key, _sep, item = pair.partition("=")
                     extra[key] = item
         elif word.startswith("-"):
             pytest.fail(f"README.md's command uses {word}, which this test does not know how to pass on")
