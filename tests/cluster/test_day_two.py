@@ -33,18 +33,19 @@ class Recorder(threading.Thread):
         self.batch = client.BatchV1Api(k8s)
         self.core = client.CoreV1Api(k8s)
         self.namespace = namespace
-        self.states: list[tuple[int | None, int, tuple[str, ...]]] = []
+        self.states: list[tuple[int | None, int, tuple[str, ...], str]] = []
         self.stopping = threading.Event()
 
     def state(self):
         try:
             deployment = self.apps.read_namespaced_deployment("mlflow-server", self.namespace)
             replicas = deployment.spec.replicas
+            image = deployment.spec.template.spec.containers[0].image
         except Exception:  # noqa: BLE001 - not there (yet)
-            replicas = None
+            replicas, image = None, ""
         pods = self.core.list_namespaced_pod(self.namespace, label_selector="app.kubernetes.io/name=mlflow-server")
         jobs = self.batch.list_namespaced_job(self.namespace).items
-        return replicas, len(pods.items), tuple(sorted(j.metadata.name for j in jobs))
+        return replicas, len(pods.items), tuple(sorted(j.metadata.name for j in jobs)), image
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -68,7 +69,7 @@ def first(states, predicate) -> int:
 
 @pytest.fixture
 def backup_site(playbook, site_vars, kubelet):  # noqa: F811
-    extra = {**site_vars, "database_backup_enabled": True, "database_backup_keep": 5}
+    extra = {**site_vars, "database_backup_enabled": True, "database_backup_keep": 5, "mlflow_server_gc_enabled": True}
     result = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=extra)
     assert result.rc == 0, result.summary()
     yield extra
@@ -95,6 +96,20 @@ def test_site_creates_the_backup_cronjob_and_volume(backup_site, k8s, namespace)
     admitted = [peer.pod_selector.match_labels for peer in policy.spec.ingress[0]._from]
     labels = cronjob.spec.job_template.spec.template.metadata.labels
     assert any(all(labels.get(k) == v for k, v in sel.items()) for sel in admitted), (admitted, labels)
+
+    gc = client.BatchV1Api(k8s).read_namespaced_cron_job("mlflow-server-gc", namespace)
+    assert gc.spec.successful_jobs_history_limit == 3 and gc.spec.concurrency_policy == "Forbid"
+    gc_pod = gc.spec.job_template.spec.template
+    container = gc_pod.spec.containers[0]
+    assert container.command[-1].startswith('exec mlflow gc --backend-store-uri "$MLFLOW_BACKEND_STORE_URI"')
+    gc_env = {e.name: e for e in container.env}
+    assert gc_env["MLFLOW_BACKEND_STORE_URI"].value_from.secret_key_ref.name == "mlflow-backend-store"
+    assert gc_env["MLFLOW_GC_OLDER_THAN"].value == "30d"
+    assert gc_env["MLFLOW_TRACKING_URI"].value.startswith("http://mlflow-server.")
+    # Admitted to the database, but neither the server's Service nor its Deployment selects it.
+    assert any(all(gc_pod.metadata.labels.get(k) == v for k, v in sel.items()) for sel in admitted)
+    service = client.CoreV1Api(k8s).read_namespaced_service("mlflow-server", namespace)
+    assert not all(gc_pod.metadata.labels.get(k) == v for k, v in service.spec.selector.items())
 
 
 def test_restore_checks_then_scales_down_restores_and_scales_back(
@@ -144,3 +159,82 @@ def test_restore_of_a_missing_dump_touches_nothing(backup_site, playbook, kubele
     assert "does not exist" in failure.msg, failure.msg
     assert all(s[0] == 1 for s in recorder.states), recorder.states
     assert all("mlflow-postgresql-restore" not in s[2] for s in recorder.states), recorder.states
+
+
+NEW_IMAGE = "ghcr.io/mlflow/mlflow:v3.18.0-full"
+
+
+def test_upgrade_backs_up_then_migrates_once_before_the_rollout(backup_site, playbook, kubelet, k8s, namespace) -> None:
+    kubelet.outcome("mlflow-postgresql-backup", log="backup-file=mlflow-postgresql-20260101T021700Z.dump kept=1\n")
+    kubelet.outcome("mlflow-server-db-upgrade", delay=1.0, log="INFO  [alembic.runtime.migration] Running upgrade\n")
+    with Recorder(k8s, namespace) as recorder:
+        result = playbook(
+            "playbooks/upgrade.yml",
+            inventory=inventory(),
+            extra_vars={**backup_site, "mlflow_server_image": NEW_IMAGE, "mlflow_server_smoke": False},
+        )
+        time.sleep(0.3)
+    assert result.rc == 0, result.summary()
+    states = recorder.states
+    backup = first(states, lambda s: "mlflow-postgresql-backup" in s[2])
+    migration = first(states, lambda s: "mlflow-server-db-upgrade" in s[2])
+    migrated = first(states[migration:], lambda s: "mlflow-server-db-upgrade" not in s[2]) + migration
+    rolled = first(states, lambda s: s[3] == NEW_IMAGE)
+    assert backup < migration < migrated <= rolled, states
+    assert all(s[3] != NEW_IMAGE for s in states[:migrated]), states  # old pods served during the migration
+    assert states[-1][3] == NEW_IMAGE and states[-1][0] == 1, states
+    assert "Backup taken: mlflow-postgresql-20260101T021700Z.dump" in str(
+        result.task("Show the backup to restore from if the upgrade goes wrong").result
+    )
+
+
+def test_failed_migration_leaves_the_old_pods_serving(backup_site, playbook, kubelet, k8s, namespace) -> None:
+    from kubernetes import client
+
+    kubelet.outcome("mlflow-postgresql-backup", log="backup-file=mlflow-postgresql-20260101T021700Z.dump kept=1\n")
+    kubelet.outcome("mlflow-server-db-upgrade", "fail", log="alembic.util.exc.CommandError: Can't locate revision\n")
+    old = client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", namespace)
+    result = playbook(
+        "playbooks/upgrade.yml",
+        inventory=inventory(),
+        extra_vars={**backup_site, "mlflow_server_image": NEW_IMAGE, "mlflow_server_smoke": False},
+    )
+    assert result.rc != 0
+    message = result.failed_tasks()[0].msg
+    assert "old pods keep serving" in message, message
+    assert "database_restore_file=mlflow-postgresql-20260101T021700Z.dump" in message, message
+    assert "Can't locate revision" in message, message
+    now = client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", namespace)
+    assert now.spec.template.spec.containers[0].image == old.spec.template.spec.containers[0].image
+    assert now.metadata.generation == old.metadata.generation
+
+
+def test_database_minor_upgrade_rolls_and_major_is_refused(playbook, site_vars, kubelet, k8s, namespace) -> None:  # noqa: F811
+    from kubernetes import client
+
+    extra = {**site_vars, "mlflow_server_smoke": False}
+    try:
+        for image, ok in (
+            ("docker.io/library/postgres:17.6-bookworm", True),
+            ("docker.io/library/postgres:17.7-bookworm", True),
+            ("docker.io/library/postgres:18.1-bookworm", False),
+        ):
+            result = playbook(
+                "playbooks/site.yml",
+                inventory=inventory(),
+                extra_vars={**extra, "database_postgresql_image": image},
+                tags=["cluster", "storage", "database"],
+            )
+            sts = client.AppsV1Api(k8s).read_namespaced_stateful_set("mlflow-postgresql", namespace)
+            running = sts.spec.template.spec.containers[0].image
+            if ok:
+                assert result.rc == 0, result.summary()
+                assert running == image
+            else:
+                assert result.rc != 0
+                message = result.failed_tasks()[0].msg
+                assert "major version 18" in message and "playbooks/restore.yml" in message, message
+                assert running == "docker.io/library/postgres:17.7-bookworm"
+    finally:
+        done = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**extra, "purge": True})
+        assert done.rc == 0, done.summary()
