@@ -238,3 +238,74 @@ def test_database_minor_upgrade_rolls_and_major_is_refused(playbook, site_vars, 
     finally:
         done = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**extra, "purge": True})
         assert done.rc == 0, done.summary()
+
+
+SERVICEMONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
+    },
+}
+
+
+def _metrics_play(namespace):
+    return [
+        {
+            "name": "ServiceMonitor where its CRD exists",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Run the role's metrics tasks",
+                    "ansible.builtin.include_role": {"name": "mlops.mlflow_k8s.mlflow_server", "tasks_from": "metrics"},
+                    "vars": {"mlflow_server_metrics_enabled": True, "mlflow_server_namespace": namespace},
+                }
+            ],
+        }
+    ]
+
+
+def test_servicemonitor_only_with_its_crd(playbook, dyn, namespace) -> None:
+    import os
+
+    from kubernetes.dynamic.exceptions import NotFoundError
+
+    crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    try:
+        crds.get(name="servicemonitors.monitoring.coreos.com")
+        pytest.skip("this cluster has the ServiceMonitor CRD already: the without-CRD half cannot run here")
+    except NotFoundError:
+        pass
+
+    without = playbook(_metrics_play(namespace))
+    assert without.rc == 0, without.summary()
+    assert without.task("Apply the ServiceMonitor").skipped
+
+    crds.create(body=SERVICEMONITOR_CRD)
+    try:
+        with_crd = playbook(_metrics_play(namespace))
+        applied = with_crd.task("Apply the ServiceMonitor")
+        assert not applied.skipped
+        if os.environ.get("MLFLOW_K8S_STANDIN") == "1":
+            # The stand-in stores CRDs but serves no custom resources: the apply was attempted
+            # (the CRD was found), and failed only for that (docs/testing-cluster-standin.md).
+            assert applied.failed
+        else:
+            assert with_crd.rc == 0, with_crd.summary()
+            monitors = dyn.resources.get(api_version="monitoring.coreos.com/v1", kind="ServiceMonitor")
+            monitor = monitors.get(name="mlflow-server", namespace=namespace)
+            assert monitor.spec.endpoints[0].port == "http"
+    finally:
+        crds.delete(name="servicemonitors.monitoring.coreos.com")
