@@ -53,6 +53,23 @@ def _wipe(uri: str) -> None:
         db.dispose()
 
 
+def _database_with_runs(request: pytest.FixtureRequest, engine: str, tmp_path: Path, rows: int):
+    """A fresh database with a ``runs`` table of ``rows`` rows (what count_runs reads), its
+    credentials and an empty backup directory."""
+    uri = _backend_uri(request, engine)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    db = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    with db.begin() as conn:
+        conn.execute(sqlalchemy.text("CREATE TABLE runs (run_uuid VARCHAR(32) PRIMARY KEY, payload TEXT)"))
+        conn.execute(
+            sqlalchemy.text("INSERT INTO runs VALUES (:id, :payload)"),
+            [{"id": f"{i:032x}", "payload": f"row {i} " * 50} for i in range(rows)],
+        )
+    db.dispose()
+    return uri, _credentials(uri), backups
+
+
 def _ok(result, what: str) -> str:
     assert result.returncode == 0, f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -113,19 +130,7 @@ def test_backup_wipe_restore_keeps_everything(
 def test_verification_refuses_damaged_dumps(
     request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, tmp_path: Path
 ) -> None:
-    uri = _backend_uri(request, engine)
-    creds = _credentials(uri)
-    backups = tmp_path / "backups"
-    backups.mkdir()
-    # A schema with rows to dump: the server initialises the database.
-    db = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
-    with db.begin() as conn:
-        conn.execute(sqlalchemy.text("CREATE TABLE runs (run_uuid VARCHAR(32) PRIMARY KEY, payload TEXT)"))
-        conn.execute(
-            sqlalchemy.text("INSERT INTO runs VALUES (:id, :payload)"),
-            [{"id": f"{i:032x}", "payload": f"row {i} " * 50} for i in range(2000)],
-        )
-    db.dispose()
+    uri, creds, backups = _database_with_runs(request, engine, tmp_path, rows=2000)
     good = _field(_ok(rendered.run("backup.sh", creds, backups), "backup.sh"), "backup-file")
     data = (backups / good).read_bytes()
 
@@ -170,14 +175,7 @@ def test_verification_refuses_damaged_dumps(
 def test_backup_prunes_to_the_retention_count(
     request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, tmp_path: Path
 ) -> None:
-    uri = _backend_uri(request, engine)
-    creds = _credentials(uri)
-    backups = tmp_path / "backups"
-    backups.mkdir()
-    db = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
-    with db.begin() as conn:
-        conn.execute(sqlalchemy.text("CREATE TABLE runs (run_uuid VARCHAR(32) PRIMARY KEY)"))
-    db.dispose()
+    _, creds, backups = _database_with_runs(request, engine, tmp_path, rows=1)
     older = [f"{rendered.prefix}2020010{i}T000000Z{rendered.suffix}" for i in range(1, 6)]
     for name in older:
         (backups / name).write_bytes(b"old")
