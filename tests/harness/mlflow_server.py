@@ -173,6 +173,7 @@ def start_server(
     workers: int = 1,
     timeout: float = DEFAULT_START_TIMEOUT,
     port_attempts: int = 3,
+    executable: str | os.PathLike[str] | None = None,
 ) -> Server:
     """Start the venv's ``mlflow server`` on a free loopback port and wait for ``/health``.
 
@@ -182,7 +183,8 @@ def start_server(
     caller's minus every ``MLFLOW_*`` variable plus ``SERVER_ENV_DEFAULTS``; a value of ``None``
     removes a variable. Artifacts are served from ``artifacts_dir`` (default
     ``<workdir>/artifacts``); the log is ``<workdir>/server.log`` (``workdir`` default: a new
-    temporary directory). Raises ``ServerStartError`` (after stopping the process) when the
+    temporary directory). ``executable``: another ``mlflow`` CLI (another release's venv).
+    Raises ``ServerStartError`` (after stopping the process) when the
     server exits or stays silent for ``timeout`` seconds.
     """
     args = [str(a) for a in args]
@@ -195,7 +197,7 @@ def start_server(
     artifacts.mkdir(parents=True, exist_ok=True)
 
     server_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    executable = mlflow_executable()
+    executable = str(executable) if executable is not None else mlflow_executable()
     server_env["PATH"] = f"{Path(executable).parent}{os.pathsep}{server_env.get('PATH', '/usr/bin:/bin')}"
     server_env.update(SERVER_ENV_DEFAULTS)
     server_env["MLFLOW_BACKEND_STORE_URI"] = backend_uri

@@ -46,9 +46,12 @@ class _Servers:
         args: Sequence[str] = (),
         env: Mapping[str, str | None] | None = None,
         artifacts_dir: str | os.PathLike[str] | None = None,
+        executable: str | os.PathLike[str] | None = None,
     ) -> Server:
         workdir = self._tmp.mktemp("mlflow-server")
-        server = start_server(backend_uri, args=args, env=env, artifacts_dir=artifacts_dir, workdir=workdir)
+        server = start_server(
+            backend_uri, args=args, env=env, artifacts_dir=artifacts_dir, workdir=workdir, executable=executable
+        )
         self.started.append(server)
         return server
 
@@ -93,8 +96,9 @@ def _server_factory(servers: _Servers) -> tuple[Callable[..., Server], list[Serv
         args: Sequence[str] = (),
         env: Mapping[str, str | None] | None = None,
         artifacts_dir: str | os.PathLike[str] | None = None,
+        executable: str | os.PathLike[str] | None = None,
     ) -> Server:
-        server = servers.start(backend_uri, args=args, env=env, artifacts_dir=artifacts_dir)
+        server = servers.start(backend_uri, args=args, env=env, artifacts_dir=artifacts_dir, executable=executable)
         mine.append(server)
         return server
 

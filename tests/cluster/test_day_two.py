@@ -1,0 +1,311 @@
+"""Day two against a Kubernetes API: the backup CronJob and playbooks/restore.yml.
+
+site.yml with database_backup_enabled creates the CronJob (schedule, history limits, no
+overlap), the backup volume and a NetworkPolicy that admits the backup pods. restore.yml runs a
+check Job first; only when it passes is the MLflow server scaled to 0 (its pods gone) before the
+restore Job starts, and scaled back after it. A check that fails (missing dump) stops the play
+with the server untouched and no restore Job created. A recorder thread polls the namespace, so
+the order is read from the API, not from the playbook's own report.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.cluster.test_site import apps, core, inventory, site_vars  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.cluster
+
+DUMP = "mlflow-postgresql-20260101T021700Z.dump"
+
+
+class Recorder(threading.Thread):
+    """Polls (Deployment replicas, server pods, Job names) and keeps every distinct state in order."""
+
+    def __init__(self, k8s, namespace: str) -> None:
+        super().__init__(daemon=True)
+        from kubernetes import client
+
+        self.apps = client.AppsV1Api(k8s)
+        self.batch = client.BatchV1Api(k8s)
+        self.core = client.CoreV1Api(k8s)
+        self.namespace = namespace
+        self.states: list[tuple[int | None, int, tuple[str, ...], str]] = []
+        self.stopping = threading.Event()
+
+    def state(self):
+        try:
+            deployment = self.apps.read_namespaced_deployment("mlflow-server", self.namespace)
+            replicas = deployment.spec.replicas
+            image = deployment.spec.template.spec.containers[0].image
+        except Exception:  # noqa: BLE001 - not there (yet)
+            replicas, image = None, ""
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector="app.kubernetes.io/name=mlflow-server")
+        jobs = self.batch.list_namespaced_job(self.namespace).items
+        return replicas, len(pods.items), tuple(sorted(j.metadata.name for j in jobs)), image
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            current = self.state()
+            if not self.states or self.states[-1] != current:
+                self.states.append(current)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.join(5)
+
+
+def first(states, predicate) -> int:
+    return next(i for i, s in enumerate(states) if predicate(s))
+
+
+@pytest.fixture
+def backup_site(playbook, site_vars, kubelet):  # noqa: F811
+    extra = {**site_vars, "database_backup_enabled": True, "database_backup_keep": 5, "mlflow_server_gc_enabled": True}
+    result = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=extra)
+    assert result.rc == 0, result.summary()
+    yield extra
+    done = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**extra, "purge": True})
+    assert done.rc == 0, done.summary()
+
+
+def test_site_creates_the_backup_cronjob_and_volume(backup_site, k8s, namespace) -> None:
+    from kubernetes import client
+
+    cronjob = client.BatchV1Api(k8s).read_namespaced_cron_job("mlflow-postgresql-backup", namespace)
+    assert cronjob.spec.schedule == "17 2 * * *"
+    assert cronjob.spec.concurrency_policy == "Forbid"
+    assert cronjob.spec.successful_jobs_history_limit == 3
+    assert cronjob.spec.failed_jobs_history_limit == 3
+    pod = cronjob.spec.job_template.spec.template.spec
+    assert pod.volumes[1].persistent_volume_claim.claim_name == "mlflow-database-backup"
+    env = {e.name: e for e in pod.containers[0].env}
+    assert env["BACKUP_KEEP"].value == "5"
+    assert env["DB_PASSWORD"].value is None and env["DB_PASSWORD"].value_from.secret_key_ref.key == "password"
+    pvc = client.CoreV1Api(k8s).read_namespaced_persistent_volume_claim("mlflow-database-backup", namespace)
+    assert pvc.status.phase == "Bound"
+    policy = client.NetworkingV1Api(k8s).read_namespaced_network_policy("mlflow-postgresql", namespace)
+    admitted = [peer.pod_selector.match_labels for peer in policy.spec.ingress[0]._from]
+    labels = cronjob.spec.job_template.spec.template.metadata.labels
+    assert any(all(labels.get(k) == v for k, v in sel.items()) for sel in admitted), (admitted, labels)
+
+    gc = client.BatchV1Api(k8s).read_namespaced_cron_job("mlflow-server-gc", namespace)
+    assert gc.spec.successful_jobs_history_limit == 3 and gc.spec.concurrency_policy == "Forbid"
+    gc_pod = gc.spec.job_template.spec.template
+    container = gc_pod.spec.containers[0]
+    assert container.command[-1].startswith('exec mlflow gc --backend-store-uri "$MLFLOW_BACKEND_STORE_URI"')
+    gc_env = {e.name: e for e in container.env}
+    assert gc_env["MLFLOW_BACKEND_STORE_URI"].value_from.secret_key_ref.name == "mlflow-backend-store"
+    assert gc_env["MLFLOW_GC_OLDER_THAN"].value == "30d"
+    assert gc_env["MLFLOW_TRACKING_URI"].value.startswith("http://mlflow-server.")
+    # Admitted to the database, but neither the server's Service nor its Deployment selects it.
+    assert any(all(gc_pod.metadata.labels.get(k) == v for k, v in sel.items()) for sel in admitted)
+    service = client.CoreV1Api(k8s).read_namespaced_service("mlflow-server", namespace)
+    assert not all(gc_pod.metadata.labels.get(k) == v for k, v in service.spec.selector.items())
+
+
+def test_restore_checks_then_scales_down_restores_and_scales_back(
+    backup_site, playbook, kubelet, k8s, namespace
+) -> None:
+    kubelet.outcome("mlflow-postgresql-check", log=f"2026-01-01T00:00:00Z restore-file={DUMP}\n")
+    kubelet.outcome("mlflow-postgresql-restore", delay=1.0, log=f"restore-file={DUMP}\nloading\nrestored-runs=3\n")
+    with Recorder(k8s, namespace) as recorder:
+        result = playbook(
+            "playbooks/restore.yml",
+            inventory=inventory(),
+            extra_vars={**backup_site, "mlflow_server_smoke": False},
+        )
+        time.sleep(0.3)
+    assert result.rc == 0, result.summary()
+    states = recorder.states
+    check = first(states, lambda s: "mlflow-postgresql-check" in s[2])
+    down = first(states, lambda s: s[0] == 0)
+    gone = first(states, lambda s: s[0] == 0 and s[1] == 0)
+    restore = first(states, lambda s: "mlflow-postgresql-restore" in s[2])
+    back = first(states[restore:], lambda s: s[0] == 1) + restore
+    assert states[check][0] == 1, states  # checked while the server still served
+    assert check < down <= gone < restore < back, states
+    assert all(s[1] == 0 for s in states[gone : restore + 1]), states
+    assert all("mlflow-postgresql-restore" not in s[2] for s in states[back:][-1:]), states  # removed after
+
+
+def test_restore_of_a_missing_dump_touches_nothing(backup_site, playbook, kubelet, k8s, namespace) -> None:
+    kubelet.outcome(
+        "mlflow-postgresql-check",
+        "fail",
+        log="ERROR: /backup/mlflow-postgresql-20990101T000000Z.dump does not exist; dumps there: \n",
+    )
+    with Recorder(k8s, namespace) as recorder:
+        result = playbook(
+            "playbooks/restore.yml",
+            inventory=inventory(),
+            extra_vars={
+                **backup_site,
+                "mlflow_server_smoke": False,
+                "database_restore_file": "mlflow-postgresql-20990101T000000Z.dump",
+            },
+        )
+        time.sleep(0.3)
+    assert result.rc != 0
+    failure = result.failed_tasks()[0]
+    assert "does not exist" in failure.msg, failure.msg
+    assert all(s[0] == 1 for s in recorder.states), recorder.states
+    assert all("mlflow-postgresql-restore" not in s[2] for s in recorder.states), recorder.states
+
+
+NEW_IMAGE = "ghcr.io/mlflow/mlflow:v3.18.0-full"
+
+
+def test_upgrade_backs_up_then_migrates_once_before_the_rollout(backup_site, playbook, kubelet, k8s, namespace) -> None:
+    kubelet.outcome("mlflow-postgresql-backup", log="backup-file=mlflow-postgresql-20260101T021700Z.dump kept=1\n")
+    kubelet.outcome("mlflow-server-db-upgrade", delay=1.0, log="INFO  [alembic.runtime.migration] Running upgrade\n")
+    with Recorder(k8s, namespace) as recorder:
+        result = playbook(
+            "playbooks/upgrade.yml",
+            inventory=inventory(),
+            extra_vars={**backup_site, "mlflow_server_image": NEW_IMAGE, "mlflow_server_smoke": False},
+        )
+        time.sleep(0.3)
+    assert result.rc == 0, result.summary()
+    states = recorder.states
+    backup = first(states, lambda s: "mlflow-postgresql-backup" in s[2])
+    migration = first(states, lambda s: "mlflow-server-db-upgrade" in s[2])
+    migrated = first(states[migration:], lambda s: "mlflow-server-db-upgrade" not in s[2]) + migration
+    rolled = first(states, lambda s: s[3] == NEW_IMAGE)
+    assert backup < migration < migrated <= rolled, states
+    assert all(s[3] != NEW_IMAGE for s in states[:migrated]), states  # old pods served during the migration
+    assert states[-1][3] == NEW_IMAGE and states[-1][0] == 1, states
+    assert "Backup taken: mlflow-postgresql-20260101T021700Z.dump" in str(
+        result.task("Show the backup to restore from if the upgrade goes wrong").result
+    )
+
+
+def test_failed_migration_leaves_the_old_pods_serving(backup_site, playbook, kubelet, k8s, namespace) -> None:
+    from kubernetes import client
+
+    kubelet.outcome("mlflow-postgresql-backup", log="backup-file=mlflow-postgresql-20260101T021700Z.dump kept=1\n")
+    kubelet.outcome("mlflow-server-db-upgrade", "fail", log="alembic.util.exc.CommandError: Can't locate revision\n")
+    old = client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", namespace)
+    result = playbook(
+        "playbooks/upgrade.yml",
+        inventory=inventory(),
+        extra_vars={**backup_site, "mlflow_server_image": NEW_IMAGE, "mlflow_server_smoke": False},
+    )
+    assert result.rc != 0
+    message = result.failed_tasks()[0].msg
+    assert "old pods keep serving" in message, message
+    assert "database_restore_file=mlflow-postgresql-20260101T021700Z.dump" in message, message
+    assert "Can't locate revision" in message, message
+    now = client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", namespace)
+    assert now.spec.template.spec.containers[0].image == old.spec.template.spec.containers[0].image
+    assert now.metadata.generation == old.metadata.generation
+
+
+def test_database_minor_upgrade_rolls_and_major_is_refused(playbook, site_vars, kubelet, k8s, namespace) -> None:  # noqa: F811
+    from kubernetes import client
+
+    extra = {**site_vars, "mlflow_server_smoke": False}
+    try:
+        for image, ok in (
+            ("docker.io/library/postgres:17.6-bookworm", True),
+            ("docker.io/library/postgres:17.7-bookworm", True),
+            ("docker.io/library/postgres:18.1-bookworm", False),
+        ):
+            result = playbook(
+                "playbooks/site.yml",
+                inventory=inventory(),
+                extra_vars={**extra, "database_postgresql_image": image},
+                tags=["cluster", "storage", "database"],
+            )
+            sts = client.AppsV1Api(k8s).read_namespaced_stateful_set("mlflow-postgresql", namespace)
+            running = sts.spec.template.spec.containers[0].image
+            if ok:
+                assert result.rc == 0, result.summary()
+                assert running == image
+            else:
+                assert result.rc != 0
+                message = result.failed_tasks()[0].msg
+                assert "major version 18" in message and "playbooks/restore.yml" in message, message
+                assert running == "docker.io/library/postgres:17.7-bookworm"
+    finally:
+        done = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**extra, "purge": True})
+        assert done.rc == 0, done.summary()
+
+
+SERVICEMONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
+    },
+}
+
+
+def _metrics_play(namespace):
+    return [
+        {
+            "name": "ServiceMonitor where its CRD exists",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Run the role's metrics tasks",
+                    "ansible.builtin.include_role": {"name": "mlops.mlflow_k8s.mlflow_server", "tasks_from": "metrics"},
+                    "vars": {"mlflow_server_metrics_enabled": True, "mlflow_server_namespace": namespace},
+                }
+            ],
+        }
+    ]
+
+
+def test_servicemonitor_only_with_its_crd(playbook, dyn, namespace) -> None:
+    import os
+
+    from kubernetes.dynamic.exceptions import NotFoundError
+
+    crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    try:
+        crds.get(name="servicemonitors.monitoring.coreos.com")
+        pytest.skip("this cluster has the ServiceMonitor CRD already: the without-CRD half cannot run here")
+    except NotFoundError:
+        pass
+
+    without = playbook(_metrics_play(namespace))
+    assert without.rc == 0, without.summary()
+    assert without.task("Apply the ServiceMonitor").skipped
+
+    crds.create(body=SERVICEMONITOR_CRD)
+    try:
+        with_crd = playbook(_metrics_play(namespace))
+        applied = with_crd.task("Apply the ServiceMonitor")
+        assert not applied.skipped
+        if os.environ.get("MLFLOW_K8S_STANDIN") == "1":
+            # The stand-in stores CRDs but serves no custom resources: the apply was attempted
+            # (the CRD was found), and failed only for that (docs/testing-cluster-standin.md).
+            assert applied.failed
+        else:
+            assert with_crd.rc == 0, with_crd.summary()
+            monitors = dyn.resources.get(api_version="monitoring.coreos.com/v1", kind="ServiceMonitor")
+            monitor = monitors.get(name="mlflow-server", namespace=namespace)
+            assert monitor.spec.endpoints[0].port == "http"
+    finally:
+        crds.delete(name="servicemonitors.monitoring.coreos.com")

@@ -1,0 +1,189 @@
+"""The database role's backups on the real PostgreSQL and MariaDB, with a real MLflow server.
+
+Runs, params, metric histories, tags and artifacts are logged to ``mlflow server``; the role's
+rendered backup.sh dumps the database (pg_dump -Fc / mysqldump --single-transaction), the
+database is wiped, the rendered restore.sh loads the dump back, and a new server reads
+everything back unchanged (a run logged after the backup is gone). The verification step
+refuses a truncated or damaged dump, restore.sh refuses the other engine's dump and a missing
+file before touching the database, and backup.sh keeps only the newest dumps.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from mlflow.tracking import MlflowClient
+
+from tests.harness import backup_scripts
+from tests.harness.mlflow_data import log_sample, run_count, snapshot
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture(scope="module", params=["postgresql", "mysql"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def rendered(engine: str) -> backup_scripts.Rendered:
+    return backup_scripts.render(engine)
+
+
+def _credentials(uri: str) -> backup_scripts.Credentials:
+    url = sqlalchemy.engine.make_url(uri)
+    return backup_scripts.Credentials(url.host, url.port, url.username, url.password, url.database)
+
+
+def _backend_uri(request: pytest.FixtureRequest, engine: str) -> str:
+    return request.getfixturevalue("postgres_backend_uri" if engine == "postgresql" else "mysql_backend_uri")
+
+
+def _wipe(uri: str) -> None:
+    db = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        meta = sqlalchemy.MetaData()
+        meta.reflect(db)
+        meta.drop_all(db)
+        assert sqlalchemy.inspect(db).get_table_names() == []
+    finally:
+        db.dispose()
+
+
+def _database_with_runs(request: pytest.FixtureRequest, engine: str, tmp_path: Path, rows: int):
+    """A fresh database with a ``runs`` table of ``rows`` rows (what count_runs reads), its
+    credentials and an empty backup directory."""
+    uri = _backend_uri(request, engine)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    db = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    with db.begin() as conn:
+        conn.execute(sqlalchemy.text("CREATE TABLE runs (run_uuid VARCHAR(32) PRIMARY KEY, payload TEXT)"))
+        conn.execute(
+            sqlalchemy.text("INSERT INTO runs VALUES (:id, :payload)"),
+            [{"id": f"{i:032x}", "payload": f"row {i} " * 50} for i in range(rows)],
+        )
+    db.dispose()
+    return uri, _credentials(uri), backups
+
+
+def _ok(result, what: str) -> str:
+    assert result.returncode == 0, f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def _field(output: str, name: str) -> str:
+    return next(
+        word.split("=", 1)[1] for line in output.splitlines() for word in line.split() if word.startswith(name + "=")
+    )
+
+
+def test_scripts_carry_no_credential(rendered: backup_scripts.Rendered) -> None:
+    container = rendered.container
+    password_env = next(e for e in container["env"] if e["name"] == "DB_PASSWORD")
+    assert password_env["valueFrom"]["secretKeyRef"]["key"] == "password"
+    assert container["command"][:2] == ["/bin/sh", "/scripts/backup.sh"]
+    assert "rendered-without-cluster" not in "".join(rendered.scripts.values())
+
+
+def test_backup_wipe_restore_keeps_everything(
+    request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, mlflow_server, tmp_path: Path
+) -> None:
+    uri = _backend_uri(request, engine)
+    creds = _credentials(uri)
+    artifacts = tmp_path / "artifacts"
+    backups = tmp_path / "backups"
+    backups.mkdir()
+
+    server = mlflow_server(uri, artifacts_dir=artifacts)
+    client = MlflowClient(server.url)
+    log_sample(client, "before")
+    before = snapshot(client)
+    assert run_count(before) == 6
+
+    result = rendered.run("backup.sh", creds, backups)
+    output = _ok(result, "backup.sh")
+    dump = _field(output, "backup-file")
+    assert dump.startswith(rendered.prefix) and dump.endswith(rendered.suffix)
+    assert sorted(p.name for p in backups.iterdir()) == [dump]
+    assert creds.password not in result.stdout + result.stderr
+
+    # Logged after the backup: the restore must take it away again.
+    late = client.create_run(before["before-experiment-0"]["id"], run_name="after-the-backup").info.run_id
+    server.stop()
+
+    _wipe(uri)
+    result = rendered.run("restore.sh", creds, backups)  # RESTORE_FILE empty: the newest dump
+    output = _ok(result, "restore.sh")
+    assert _field(output, "restore-file") == dump
+    assert _field(output, "restored-runs") == "6"  # the deleted run too; not the one logged after the backup
+
+    server = mlflow_server(uri, artifacts_dir=artifacts)
+    after = snapshot(MlflowClient(server.url))
+    assert after == before
+    assert late not in str(after)
+
+
+def test_verification_refuses_damaged_dumps(
+    request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, tmp_path: Path
+) -> None:
+    uri, creds, backups = _database_with_runs(request, engine, tmp_path, rows=2000)
+    good = _field(_ok(rendered.run("backup.sh", creds, backups), "backup.sh"), "backup-file")
+    data = (backups / good).read_bytes()
+
+    damaged = {
+        "truncated": data[: len(data) * 2 // 3],
+        "flipped": data[: len(data) // 2]
+        + bytes(b ^ 0xFF for b in data[len(data) // 2 : len(data) // 2 + 64])
+        + data[len(data) // 2 + 64 :],
+        "empty": b"",
+    }
+    for index, (kind, content) in enumerate(damaged.items()):
+        name = f"{rendered.prefix}2030010{index}T000000Z{rendered.suffix}"
+        (backups / name).write_bytes(content)
+        result = rendered.run("restore.sh", creds, backups, args=["--check"], env={"RESTORE_FILE": name})
+        assert result.returncode != 0, f"{kind} dump passed verification:\n{result.stdout}"
+        assert "does not read back" in result.stderr, result.stderr
+        # Without --check too: refused before the database is touched.
+        result = rendered.run("restore.sh", creds, backups, env={"RESTORE_FILE": name})
+        assert result.returncode != 0 and "nothing was changed" in result.stderr, result.stderr
+        (backups / name).unlink()
+
+    db = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    with db.connect() as conn:
+        assert conn.execute(sqlalchemy.text("SELECT count(*) FROM runs")).scalar_one() == 2000
+    db.dispose()
+
+    # The other engine's dump and a missing file are refused, naming the reason.
+    other = "postgresql" if engine == "mysql" else "mysql"
+    foreign = f"mlflow-{other}-20300101T000000Z{'.dump' if other == 'postgresql' else '.sql.gz'}"
+    shutil.copy(backups / good, backups / foreign)
+    result = rendered.run("restore.sh", creds, backups, env={"RESTORE_FILE": foreign})
+    assert result.returncode != 0 and f"not a dump of this {engine} database" in result.stderr, result.stderr
+    missing = f"{rendered.prefix}20990101T000000Z{rendered.suffix}"
+    result = rendered.run("restore.sh", creds, backups, env={"RESTORE_FILE": missing})
+    assert result.returncode != 0 and "does not exist" in result.stderr, result.stderr
+    empty_dir = tmp_path / "none"
+    empty_dir.mkdir()
+    result = rendered.run("restore.sh", creds, empty_dir)
+    assert result.returncode != 0 and f"no {engine} dump" in result.stderr, result.stderr
+
+
+def test_backup_prunes_to_the_retention_count(
+    request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, tmp_path: Path
+) -> None:
+    _, creds, backups = _database_with_runs(request, engine, tmp_path, rows=1)
+    older = [f"{rendered.prefix}2020010{i}T000000Z{rendered.suffix}" for i in range(1, 6)]
+    for name in older:
+        (backups / name).write_bytes(b"old")
+    unrelated = backups / "notes.txt"
+    unrelated.write_text("not a dump")
+
+    output = _ok(rendered.run("backup.sh", creds, backups, env={"BACKUP_KEEP": "3"}), "backup.sh")
+    newest = _field(output, "backup-file")
+    assert sorted(p.name for p in backups.iterdir()) == sorted([newest, older[-1], older[-2], "notes.txt"])
+    assert _field(output, "kept") == "3"
+    assert "pruned " + older[0] in output
