@@ -9,11 +9,13 @@ a Host header the role allowed gets through, any other gets 403.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import secrets
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +24,7 @@ import mlflow
 import pytest
 import requests
 import sqlalchemy
+import yaml
 from selenium.common.exceptions import TimeoutException
 
 from benchmarks import _role
@@ -407,3 +410,91 @@ def test_ui_runs_page_works_at_the_printed_url(
     assert not [f for f in failures if not f["canceled"]], report
     assert not console, report
     assert shown, f"run {run_name} not in the runs table after 90 s; {report}"
+
+
+# --------------------------------------------------------------------------- sizing: pool, workers, max_connections
+
+
+def _render_error(tmp_path: Path, **role_vars: object) -> str:
+    with pytest.raises(_role.RenderError) as refused:
+        _role.render(_role_vars(tmp_path, 5000, **role_vars))
+    return str(refused.value)
+
+
+def test_role_refuses_a_pool_that_can_deadlock_log_batch(tmp_path: Path) -> None:
+    # MLflow's old per-worker pool: 10 + 10 for 40 request threads that hold two connections each.
+    message = _render_error(tmp_path, mlflow_server_db_pool_size=10, mlflow_server_db_max_overflow=10)
+    assert "mlflow_server_db_pool_size + mlflow_server_db_max_overflow = 10 + 10 = 20" in message, message
+    assert "2 connections x 40 request threads per worker = 80" in message, message
+    assert "mlflow_server_db_max_overflow to at least 70" in message, message
+
+
+def test_role_refuses_more_connections_than_the_database_accepts(tmp_path: Path) -> None:
+    # The database role's fact: a database that accepts 100 connections, a server that may open 160 + 10.
+    message = _render_error(tmp_path, database_connection_limit=100)
+    assert "1 pods (1 replicas) x 2 workers (mlflow_server_workers) x 80 connections per worker" in message, message
+    assert "= 160, plus mlflow_server_db_connection_headroom 10 = 170" in message, message
+    assert "max_connections 100" in message and "database_max_connections to at least 170" in message, message
+    # Basic auth's store has its own engine (one connection per request thread); a rolling
+    # update (ReadWriteMany) runs one pod more than the replicas.
+    message = _render_error(
+        tmp_path,
+        database_connection_limit=300,
+        mlflow_server_auth_enabled=True,
+        database_auth_uri_secret_name=AUTH_URI_SECRET[0],
+        storage_artifacts_access_modes=["ReadWriteMany"],
+        mlflow_server_replicas=2,
+    )
+    assert "3 pods (2 replicas + 1 rolling-update surge) x 2 workers" in message, message
+    assert "x 120 connections per worker (80 for the tracking store + 40 for basic auth) = 720" in message, message
+
+
+def test_role_sizing_fits_the_database_role_defaults(tmp_path: Path) -> None:
+    defaults = yaml.safe_load((ROOT / "roles" / "database" / "defaults" / "main.yml").read_text())
+    limit = int(defaults["database_max_connections"])
+    for extra in ({}, {"mlflow_server_auth_enabled": True, "database_auth_uri_secret_name": AUTH_URI_SECRET[0]}):
+        manifests = _role.render_manifests(_role_vars(tmp_path, 5000, database_connection_limit=limit, **extra))
+        env = {
+            e["name"]: e.get("value")
+            for e in _role.deployment(manifests)["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]) >= 80
+
+
+def test_rendered_server_serves_more_log_batch_clients_than_request_threads(
+    mysql_backend_uri: str, mlflow_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """One worker, 44 concurrent log-batch clients: more than its 40 request threads, each
+    holding two pooled connections. With a pool below 2 x 40 (MLflow's 5 + 10, or 10 + 10)
+    the threads hold one connection each and wait for a second: SQLAlchemy's pool timeout
+    fails them after 30 s. With the role's pool every request succeeds; the excess waits its turn."""
+    manifests = _role.render_manifests(_role_vars(tmp_path, 5000, mlflow_server_workers=1))
+    args, env = _role.server_args_and_env(manifests, {URI_SECRET: mysql_backend_uri})
+    server = mlflow_server(mysql_backend_uri, args=args, env=env)
+    experiment = requests.post(
+        f"{server.url}/api/2.0/mlflow/experiments/create", json={"name": "pool"}, timeout=60
+    ).json()["experiment_id"]
+    run_id = requests.post(
+        f"{server.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment}, timeout=60
+    ).json()["run"]["info"]["run_id"]
+    clients = 44
+    barrier = threading.Barrier(clients)
+
+    def log_batch(client: int) -> list[tuple[int, str]]:
+        session = requests.Session()
+        barrier.wait()
+        answers = []
+        for round_no in range(2):
+            metrics = [
+                {"key": f"m{client}", "value": float(i), "timestamp": 0, "step": round_no * 200 + i} for i in range(200)
+            ]
+            resp = session.post(
+                f"{server.url}/api/2.0/mlflow/runs/log-batch", json={"run_id": run_id, "metrics": metrics}, timeout=300
+            )
+            answers.append((resp.status_code, resp.text[:200]))
+        return answers
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        answers = [a for result in pool.map(log_batch, range(clients)) for a in result]
+    failed = [a for a in answers if a[0] != 200]
+    assert not failed, f"{len(failed)} of {len(answers)} log-batch requests failed: {failed[:3]}"
