@@ -56,9 +56,23 @@ ROOT = _role.ROOT
 RESULTS = ROOT / "benchmarks" / "results"
 BACKENDS = ("postgresql", "mysql")
 CONFIGS = ("role", "defaults")
+# What MLflow's own client waits for an answer (MLFLOW_HTTP_REQUEST_TIMEOUT's default): a
+# request queued longer than that is an error for a user too.
+CLIENT_TIMEOUT = 120
 
 
 # --------------------------------------------------------------------------- databases
+
+
+def stop_group(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM to the process group of ``proc`` (started with a session of its own), SIGKILL after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def database_role_max_connections() -> int:
@@ -143,13 +157,7 @@ def database_server(backend: str, max_connections: int) -> Iterator[dict[str, st
                 "max_connections": str(max_connections),
             }
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc, timeout=60)
 
 
 @contextlib.contextmanager
@@ -315,13 +323,7 @@ def running_server(
                 time.sleep(0.5)
             yield server
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc, timeout=40)
 
 
 # --------------------------------------------------------------------------- workloads
@@ -417,7 +419,9 @@ def workload(
                 return
             start = time.perf_counter()
             try:
-                resp = session.post(f"{server.url}/api/2.0/mlflow/runs/{endpoint}", json=body(i, run_id), timeout=60)
+                resp = session.post(
+                    f"{server.url}/api/2.0/mlflow/runs/{endpoint}", json=body(i, run_id), timeout=CLIENT_TIMEOUT
+                )
                 ok = resp.status_code == 200
                 detail = f"{resp.status_code} {resp.text[:200]}"
             except requests.RequestException as exc:
