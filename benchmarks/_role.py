@@ -5,8 +5,8 @@
 ``server_command`` turns the rendered Deployment into the argv and environment of its server
 container, resolving every ``secretKeyRef`` from a mapping of real secrets; ``init_command``
 does the same for an init container. The benchmark and tests/services use these, so what
-they start is what the role deploys. The only change made is the bind address: loopback
-instead of ``0.0.0.0``.
+they start is what the role deploys. The only change made is the bind address: loopback (or
+another local address) instead of ``0.0.0.0``.
 """
 
 from __future__ import annotations
@@ -106,15 +106,17 @@ def _executable(name: str) -> str:
     return found
 
 
-def server_command(manifests: list[dict[str, Any]], secrets: Secrets) -> tuple[list[str], dict[str, str]]:
-    """argv and environment of the server container, bound to loopback instead of 0.0.0.0."""
+def server_command(
+    manifests: list[dict[str, Any]], secrets: Secrets, host: str = LOOPBACK
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of the server container, bound to ``host`` (loopback) instead of 0.0.0.0."""
     container = _container(manifests, "mlflow-server")
     command = [_executable(container["command"][0]), *container["command"][1:]]
     args = [str(a) for a in container.get("args", [])]
-    host = args.index("--host")
-    if args[host + 1] != ALL_INTERFACES:
+    bind = args.index("--host")
+    if args[bind + 1] != ALL_INTERFACES:
         raise RenderError(f"the role no longer binds {ALL_INTERFACES}: {args}")
-    args[host + 1] = LOOPBACK
+    args[bind + 1] = host
     return command + args, resolve_env(container, secrets)
 
 

@@ -1,23 +1,28 @@
 """Tracking-server benchmark: the mlflow_server role's settings against `mlflow server`'s defaults.
 
     python -m benchmarks tracking_server [--requests N] [--seconds S] [--concurrency C]
-                                         [--batch-size B] [--rounds R]
+                                         [--sweep 8,32,64,128] [--batch-size B] [--rounds R]
                                          [--backends postgresql,mysql]
 
-For each backend (the real PostgreSQL and MariaDB of tests/harness/services), two servers run
-side by side, each on its own fresh database:
+For each backend, a PostgreSQL 15 and a MariaDB of this machine's packages are started for the
+run, each with ``max_connections`` as the database role sets it (``database_max_connections``
+of roles/database/defaults/main.yml), and two servers run side by side, each on its own fresh
+database:
 
 - ``role``: the server container exactly as the role renders it (benchmarks/_role.py: its
-  args and environment, with the role's defaults), bound to loopback;
+  args and environment, with the role's defaults, and the database's max_connections handed on
+  as the database role does, so the role's own sizing check runs), bound to loopback;
 - ``defaults``: ``mlflow server --backend-store-uri URI --host 127.0.0.1 --port P``.
 
 Once both are idle, two workloads run from C client threads over keep-alive connections:
 ``log-metric`` (one metric per request) and ``log-batch`` (B metrics per request), each in
 alternating rounds (role, defaults, defaults, role, ...) so that whatever else the machine
 does falls on both; each configuration gets at most N requests and S seconds per workload.
-It reports requests/s, p50 and p95 latency, errors, the server's memory (PSS of its process
-tree) and the role/defaults ratios. Everything listens on 127.0.0.1; the databases are
-dropped afterwards. The figures are written to benchmarks/results/tracking_server-<time>.json.
+``--sweep`` repeats that at each concurrency level in one run. It reports, per level, backend,
+workload and configuration: requests/s, p50, p95, p99 and the slowest request, errors by kind,
+the server's memory (PSS of its process tree) and the role/defaults ratios. Everything listens
+on 127.0.0.1; the database servers are stopped and removed afterwards. The figures are written
+to benchmarks/results/tracking_server-<time>.json.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -42,33 +48,116 @@ from typing import Any
 
 import requests
 import sqlalchemy
+import yaml
 
 from benchmarks import _role
 
 ROOT = _role.ROOT
-SERVICES = ROOT / "tests" / "harness" / "services"
 RESULTS = ROOT / "benchmarks" / "results"
 BACKENDS = ("postgresql", "mysql")
 CONFIGS = ("role", "defaults")
+# What MLflow's own client waits for an answer (MLFLOW_HTTP_REQUEST_TIMEOUT's default): a
+# request queued longer than that is an error for a user too.
+CLIENT_TIMEOUT = 120
 
 
 # --------------------------------------------------------------------------- databases
 
 
-def services_env() -> dict[str, str]:
-    """Start (or reuse) the harness's PostgreSQL and MariaDB under a lease; their settings."""
-    subprocess.run([str(SERVICES), "start", "--lease", str(os.getpid())], check=True, cwd=ROOT)
-    out = subprocess.run([str(SERVICES), "env"], check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    env = {}
-    for line in out.splitlines():
-        if line.startswith("export "):
-            key, _sep, value = line[len("export ") :].partition("=")
-            env[key] = value.strip("'\"")
-    return env
+def stop_group(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM to the process group of ``proc`` (started with a session of its own), SIGKILL after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
-def release_services() -> None:
-    subprocess.run([str(SERVICES), "stop", "--lease", str(os.getpid())], check=False, cwd=ROOT)
+def database_role_max_connections() -> int:
+    """``database_max_connections`` as the database role deploys it (its defaults file)."""
+    defaults = yaml.safe_load((ROOT / "roles" / "database" / "defaults" / "main.yml").read_text())
+    return int(defaults["database_max_connections"])
+
+
+def _wait_for(check: Any, what: str, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start in {timeout:g} s:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.5)
+
+
+def _accepts(uri: str) -> bool:
+    engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect():
+            return True
+    except sqlalchemy.exc.SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def database_server(backend: str, max_connections: int) -> Iterator[dict[str, str]]:
+    """A PostgreSQL or MariaDB server of this machine's packages for this run only, on a free
+    loopback port, with ``max_connections``; yields the settings ``fresh_database`` reads."""
+    password = uuid.uuid4().hex
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix=f"bench-{backend}-") as tmp:
+        base = Path(tmp)
+        owner = "postgres" if backend == "postgresql" else "mysql"
+        shutil.chown(base, owner, owner)
+        log = base / "server.log"
+        if backend == "postgresql":
+            bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+            pwfile = base / "pw"
+            pwfile.write_text(password)
+            shutil.chown(pwfile, owner, owner)
+            initdb = [str(bindir / "initdb"), "-D", str(base / "data"), "-U", "bench", f"--pwfile={pwfile}"]
+            initdb += ["--auth-local=trust", "--auth-host=scram-sha-256"]
+            subprocess.run(["runuser", "-u", owner, "--", *initdb], check=True, capture_output=True)
+            argv = ["runuser", "-u", owner, "--", str(bindir / "postgres"), "-D", str(base / "data")]
+            argv += ["-p", str(port), "-k", str(base), "-c", "listen_addresses=127.0.0.1"]
+            argv += ["-c", f"max_connections={max_connections}"]
+            admin_uri = f"postgresql+psycopg2://bench:{password}@127.0.0.1:{port}/postgres"
+            prefix = "MLFLOW_TEST_PG"
+        else:
+            install = ["mariadb-install-db", f"--user={owner}", f"--datadir={base / 'data'}"]
+            install += ["--auth-root-authentication-method=socket"]
+            subprocess.run(install, check=True, capture_output=True)
+            argv = ["mariadbd", f"--user={owner}", f"--datadir={base / 'data'}", f"--socket={base / 'sock'}"]
+            argv += [f"--port={port}", "--bind-address=127.0.0.1", "--skip-name-resolve", f"--pid-file={base / 'pid'}"]
+            argv += [f"--max-connections={max_connections}"]
+            admin_uri = f"mysql+pymysql://bench:{password}@127.0.0.1:{port}/mysql"
+            prefix = "MLFLOW_TEST_MYSQL"
+        with log.open("w") as handle:
+            proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+        try:
+            if backend == "mysql":
+                user = "'bench'@'127.0.0.1'"
+                sql = f"CREATE USER {user} IDENTIFIED BY '{password}'; GRANT ALL ON *.* TO {user};"
+                root = ["mariadb", f"--socket={base / 'sock'}", "-u", "root"]
+                # through stdin: the password is on no command line
+                _wait_for(
+                    lambda: (
+                        subprocess.run(root, input=sql, text=True, capture_output=True, check=False).returncode == 0
+                    ),
+                    "MariaDB",
+                    log,
+                )
+            _wait_for(lambda: _accepts(admin_uri), backend, log)
+            yield {
+                f"{prefix}_USER": "bench",
+                f"{prefix}_PASSWORD": password,
+                f"{prefix}_PORT": str(port),
+                f"{prefix}_URI": admin_uri,
+                "max_connections": str(max_connections),
+            }
+        finally:
+            stop_group(proc, timeout=60)
 
 
 @contextlib.contextmanager
@@ -78,7 +167,7 @@ def fresh_database(backend: str, env: dict[str, str]) -> Iterator[str]:
     if backend == "postgresql":
         user, password = env["MLFLOW_TEST_PG_USER"], env["MLFLOW_TEST_PG_PASSWORD"]
         admin_uri = env["MLFLOW_TEST_PG_URI"]
-        uri = f"postgresql+psycopg2://{user}:{password}@127.0.0.1:5432/{name}"
+        uri = f"postgresql+psycopg2://{user}:{password}@127.0.0.1:{env['MLFLOW_TEST_PG_PORT']}/{name}"
         engine = sqlalchemy.create_engine(admin_uri, isolation_level="AUTOCOMMIT")
     else:
         user, password = env["MLFLOW_TEST_MYSQL_USER"], env["MLFLOW_TEST_MYSQL_PASSWORD"]
@@ -183,11 +272,13 @@ class Server:
     log: Path | None = None
 
 
-def role_command(uri: str, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+def role_command(uri: str, port: int, workdir: Path, max_connections: int) -> tuple[list[str], dict[str, str]]:
     role_vars = {
         "mlflow_server_port": port,
         "mlflow_server_artifacts_mount_path": str(workdir / "artifacts"),
         "cluster_node_addresses": [_role.LOOPBACK],
+        # what the database role hands on: the role checks its connections against it
+        "database_connection_limit": max_connections,
     }
     manifests = _role.render_manifests(role_vars)
     secrets = {("mlflow-database-uri", "uri"): uri}
@@ -197,18 +288,20 @@ def role_command(uri: str, port: int, workdir: Path) -> tuple[list[str], dict[st
     return argv, env
 
 
-def defaults_command(uri: str, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+def defaults_command(uri: str, port: int, workdir: Path, _max_connections: int) -> tuple[list[str], dict[str, str]]:
     argv = [str(_role.BIN / "mlflow"), "server", "--backend-store-uri", uri, "--host", _role.LOOPBACK]
     argv += ["--port", str(port)]
     return argv, {"HOME": str(workdir), "TMPDIR": str(workdir)}
 
 
 @contextlib.contextmanager
-def running_server(config: str, backend: str, uri: str, startup_timeout: float = 180) -> Iterator[Server]:
+def running_server(
+    config: str, backend: str, uri: str, max_connections: int, startup_timeout: float = 180
+) -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{config}-{backend}-") as tmp:
         workdir = Path(tmp)
         port = free_port()
-        argv, extra = (role_command if config == "role" else defaults_command)(uri, port, workdir)
+        argv, extra = (role_command if config == "role" else defaults_command)(uri, port, workdir, max_connections)
         # Both without telemetry: it is not a server setting under test and there is no route out.
         env = _role.base_env({**extra, "MLFLOW_DISABLE_TELEMETRY": "true"})
         log = workdir / "server.log"
@@ -230,13 +323,7 @@ def running_server(config: str, backend: str, uri: str, startup_timeout: float =
                 time.sleep(0.5)
             yield server
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc, timeout=40)
 
 
 # --------------------------------------------------------------------------- workloads
@@ -247,12 +334,16 @@ class Measurement:
     backend: str
     config: str
     operation: str
+    concurrency: int
     requests: int
     errors: int
     seconds: float
     rps: float
     p50_ms: float
     p95_ms: float
+    p99_ms: float
+    max_ms: float
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
     pss_mb: float = 0.0
     processes: int = 0
     error_samples: list[str] = field(default_factory=list)
@@ -328,11 +419,13 @@ def workload(
                 return
             start = time.perf_counter()
             try:
-                resp = session.post(f"{server.url}/api/2.0/mlflow/runs/{endpoint}", json=body(i, run_id), timeout=60)
+                resp = session.post(
+                    f"{server.url}/api/2.0/mlflow/runs/{endpoint}", json=body(i, run_id), timeout=CLIENT_TIMEOUT
+                )
                 ok = resp.status_code == 200
-                detail = f"{resp.status_code} {resp.text[:120]}"
+                detail = f"{resp.status_code} {resp.text[:200]}"
             except requests.RequestException as exc:
-                ok, detail = False, repr(exc)[:160]
+                ok, detail = False, f"{type(exc).__name__} {exc!s:.200}"
             elapsed = time.perf_counter() - start
             with lock:
                 if ok:
@@ -350,18 +443,35 @@ def workload(
     return sample
 
 
-def measurement(server: Server, operation: str, sample: Sample) -> Measurement:
+def error_kind(detail: str) -> str:
+    """One word for an error: the pool timeout, too many connections, an HTTP status, a client exception."""
+    if "QueuePool limit" in detail:
+        return "pool-timeout"
+    if "too many" in detail.lower() or "Too many connections" in detail:
+        return "too-many-connections"
+    word = detail.split(" ", 1)[0]
+    return f"http-{word}" if word.isdigit() else word
+
+
+def measurement(server: Server, operation: str, concurrency: int, sample: Sample) -> Measurement:
     done = len(sample.latencies)
+    kinds: dict[str, int] = {}
+    for detail in sample.errors:
+        kinds[error_kind(detail)] = kinds.get(error_kind(detail), 0) + 1
     return Measurement(
         backend=server.backend,
         config=server.config,
         operation=operation,
+        concurrency=concurrency,
         requests=done,
         errors=len(sample.errors),
         seconds=round(sample.wall, 2),
         rps=round(done / sample.wall, 1) if sample.wall else 0.0,
         p50_ms=round(_p(sample.latencies, 50) * 1000, 1),
         p95_ms=round(_p(sample.latencies, 95) * 1000, 1),
+        p99_ms=round(_p(sample.latencies, 99) * 1000, 1),
+        max_ms=round(max(sample.latencies, default=float("nan")) * 1000, 1),
+        errors_by_kind=kinds,
         error_samples=sample.errors[:3],
     )
 
@@ -371,91 +481,119 @@ def measurement(server: Server, operation: str, sample: Sample) -> Measurement:
 
 def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
     out = []
-    for backend in {m.backend for m in results}:
+    for backend, level in sorted({(m.backend, m.concurrency) for m in results}):
         for op in ("log-metric", "log-batch"):
-            pick = {m.config: m for m in results if m.backend == backend and m.operation == op}
+            pick = {
+                m.config: m for m in results if m.backend == backend and m.operation == op and m.concurrency == level
+            }
             if set(pick) != set(CONFIGS):
                 continue
             role, default = pick["role"], pick["defaults"]
             out.append(
                 {
                     "backend": backend,
+                    "concurrency": level,
                     "operation": op,
                     "rps_ratio": round(role.rps / default.rps, 2) if default.rps else None,
                     "p95_ratio": round(role.p95_ms / default.p95_ms, 2) if default.p95_ms else None,
+                    "p99_ratio": round(role.p99_ms / default.p99_ms, 2) if default.p99_ms else None,
                     "pss_ratio": round(role.pss_mb / default.pss_mb, 2) if default.pss_mb else None,
                 }
             )
-    return sorted(out, key=lambda r: (r["backend"], r["operation"]))
+    return out
+
+
+def _kinds(m: Measurement) -> str:
+    return ",".join(f"{k}:{v}" for k, v in sorted(m.errors_by_kind.items())) or "-"
 
 
 def table(results: list[Measurement], rat: list[dict[str, Any]]) -> str:
     lines = [
-        f"{'backend':<11}{'config':<10}{'operation':<12}{'req':>6}{'err':>5}{'req/s':>9}"
-        f"{'p50 ms':>9}{'p95 ms':>9}{'PSS MB':>9}{'procs':>7}"
+        f"{'backend':<11}{'clients':>7} {'config':<9}{'operation':<11}{'req':>6}{'req/s':>8}{'p50 ms':>8}"
+        f"{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}{'PSS MB':>7}{'procs':>6}  errors"
     ]
-    for m in results:
+    for m in sorted(results, key=lambda m: (m.backend, m.concurrency, m.operation, m.config)):
         lines.append(
-            f"{m.backend:<11}{m.config:<10}{m.operation:<12}{m.requests:>6}{m.errors:>5}{m.rps:>9.1f}"
-            f"{m.p50_ms:>9.1f}{m.p95_ms:>9.1f}{m.pss_mb:>9.0f}{m.processes:>7}"
+            f"{m.backend:<11}{m.concurrency:>7} {m.config:<9}{m.operation:<11}{m.requests:>6}{m.rps:>8.1f}"
+            f"{m.p50_ms:>8.0f}{m.p95_ms:>8.0f}{m.p99_ms:>8.0f}{m.max_ms:>8.0f}{m.pss_mb:>7.0f}{m.processes:>6}"
+            f"  {_kinds(m)}"
         )
     lines.append("")
-    lines.append(f"{'backend':<11}{'operation':<12}{'req/s role/defaults':>21}{'p95 role/defaults':>19}{'PSS':>7}")
+    lines.append(
+        f"{'backend':<11}{'clients':>7} {'operation':<11}{'req/s role/defaults':>20}{'p95 ratio':>10}"
+        f"{'p99 ratio':>10}{'PSS ratio':>10}"
+    )
     for r in rat:
         lines.append(
-            f"{r['backend']:<11}{r['operation']:<12}{r['rps_ratio']!s:>21}{r['p95_ratio']!s:>19}{r['pss_ratio']!s:>7}"
+            f"{r['backend']:<11}{r['concurrency']:>7} {r['operation']:<11}{r['rps_ratio']!s:>20}"
+            f"{r['p95_ratio']!s:>10}{r['p99_ratio']!s:>10}{r['pss_ratio']!s:>10}"
         )
     return "\n".join(lines)
 
 
-def measure_backend(backend: str, env: dict[str, str], args: argparse.Namespace) -> list[Measurement]:
-    """Both servers up side by side on their own fresh databases; rounds alternate between them.
+def measure_backend(backend: str, levels: list[int], args: argparse.Namespace) -> list[Measurement]:
+    """Both servers up side by side on their own fresh databases of one database server started
+    for the run; at each concurrency level, rounds alternate between them.
 
     The machine is shared: alternating short rounds (role, defaults, defaults, role, ...)
     spreads whatever else runs over both configurations instead of over one of them.
     """
+    max_connections = args.max_connections or database_role_max_connections()
     with contextlib.ExitStack() as stack:
+        env = stack.enter_context(database_server(backend, max_connections))
         servers = []
         for config in CONFIGS:
             uri = stack.enter_context(fresh_database(backend, env))
-            servers.append(stack.enter_context(running_server(config, backend, uri)))
+            servers.append(stack.enter_context(running_server(config, backend, uri, max_connections)))
         for server in servers:
             # The defaults start job-runner processes: measure once everything is idle.
             waited = settle(server.proc.pid)
             print(f"{backend}/{server.config}: idle after {waited:.0f} s", file=sys.stderr, flush=True)
-        runs = {s.config: setup_runs(s.url, args.concurrency) for s in servers}
         out = []
-        for op in ("log-metric", "log-batch"):
-            for server in servers:
-                workload(server, op, runs[server.config], args.warmup, 30, args.concurrency, args.batch_size)
-            totals = {s.config: Sample() for s in servers}
-            per_round = max(1, args.requests // args.rounds)
-            for round_no in range(args.rounds):
-                order = servers if round_no % 2 == 0 else list(reversed(servers))
-                for server in order:
-                    totals[server.config].add(
-                        workload(
-                            server,
-                            op,
-                            runs[server.config],
-                            per_round,
-                            args.seconds / args.rounds,
-                            args.concurrency,
-                            args.batch_size,
+        for level in levels:
+            runs = {s.config: setup_runs(s.url, level) for s in servers}
+            for op in ("log-metric", "log-batch"):
+                for server in servers:
+                    workload(server, op, runs[server.config], args.warmup, 30, level, args.batch_size)
+                totals = {s.config: Sample() for s in servers}
+                per_round = max(1, args.requests // args.rounds)
+                for round_no in range(args.rounds):
+                    order = servers if round_no % 2 == 0 else list(reversed(servers))
+                    for server in order:
+                        totals[server.config].add(
+                            workload(
+                                server,
+                                op,
+                                runs[server.config],
+                                per_round,
+                                args.seconds / args.rounds,
+                                level,
+                                args.batch_size,
+                            )
                         )
+                for server in servers:
+                    m = measurement(server, op, level, totals[server.config])
+                    m.pss_mb = round(pss_mb(server.proc.pid), 0)
+                    m.processes = len(tree_pids(server.proc.pid))
+                    out.append(m)
+                    print(
+                        f"{backend}/{level}/{server.config}/{op}: {m.requests} req, {m.rps} req/s, p95 {m.p95_ms} ms,"
+                        f" p99 {m.p99_ms} ms, max {m.max_ms} ms, errors {_kinds(m)}, PSS {m.pss_mb} MB,"
+                        f" load {os.getloadavg()[0]:.1f}",
+                        file=sys.stderr,
+                        flush=True,
                     )
-            for server in servers:
-                m = measurement(server, op, totals[server.config])
-                m.pss_mb = round(pss_mb(server.proc.pid), 0)
-                m.processes = len(tree_pids(server.proc.pid))
-                out.append(m)
-                print(
-                    f"{backend}/{server.config}/{op}: {m.requests} req, {m.errors} err, {m.rps} req/s, "
-                    f"p95 {m.p95_ms} ms, PSS {m.pss_mb} MB",
-                    file=sys.stderr,
-                    flush=True,
-                )
         return out
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(word) for word in text.split(",") if word]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of client counts: {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"client counts must be >= 1: {text!r}")
+    return levels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -465,23 +603,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=1500, help="requests per workload at most (default 1500)")
     parser.add_argument("--seconds", type=float, default=20, help="seconds per workload at most (default 20)")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads (default 8)")
+    parser.add_argument(
+        "--sweep",
+        type=_levels,
+        nargs="?",
+        const=[8, 32, 64, 128],
+        default=None,
+        help="client counts to measure in one run, comma-separated (default with no value: 8,32,64,128);"
+        " replaces --concurrency",
+    )
     parser.add_argument("--batch-size", type=int, default=100, help="metrics per log-batch request (default 100)")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="postgresql,mysql (default both)")
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured requests before each workload")
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per workload (default 6)")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        help="max_connections of the database servers (default: the database role's database_max_connections)",
+    )
     args = parser.parse_args(argv)
     backends = [b for b in args.backends.split(",") if b]
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         parser.error(f"--backends: unknown {sorted(unknown)}; choose from {BACKENDS}")
+    levels = args.sweep or [args.concurrency]
 
-    env = services_env()
+    load_before = os.getloadavg()
     results: list[Measurement] = []
-    try:
-        for backend in backends:
-            results += measure_backend(backend, env, args)
-    finally:
-        release_services()
+    for backend in backends:
+        results += measure_backend(backend, levels, args)
     rat = ratios(results)
     print(table(results, rat))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -492,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "settings": vars(args),
                 "cpus": os.cpu_count(),
+                "load_average_before": load_before,
                 "load_average_before_report": os.getloadavg(),
                 "results": [asdict(m) for m in results],
                 "ratios": rat,

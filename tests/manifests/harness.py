@@ -139,6 +139,7 @@ SHARED_STUBS: dict[str, Any] = {
     "database_auth_uri_secret_key": "uri",
     "database_host": "mlflow-postgresql.mlflow.svc.cluster.local",
     "database_port": 5432,
+    "database_connection_limit": 500,
     "mlflow_server_url": "http://10.20.0.11:30500",
     "mlflow_server_internal_url": "http://mlflow-server.mlflow.svc.cluster.local:5000",
 }

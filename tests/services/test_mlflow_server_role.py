@@ -9,14 +9,23 @@ a Host header the role allowed gets through, any other gets 403.
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
+import os
 import secrets
+import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import mlflow
 import pytest
 import requests
 import sqlalchemy
+import yaml
+from selenium.common.exceptions import TimeoutException
 
 from benchmarks import _role
 from tests.harness.mlflow_server import (
@@ -39,13 +48,14 @@ AUTH_SECRET = "mlflow-server-auth"
 
 
 @pytest.fixture
-def prefixed_server(tmp_path: Path) -> Iterator[Callable[[list[str], dict[str, str], str], str]]:
-    """Start a rendered ``mlflow server`` argv (bound to loopback) whose /health lives below a
-    ``--static-prefix`` (the harness's ``mlflow_server`` fixture waits on the bare /health)."""
+def rendered_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start a rendered ``mlflow server`` argv as it is (bound where its ``--host``/``--port`` say,
+    which the harness's ``mlflow_server`` fixture would replace) and wait for its /health, which
+    lives below ``--static-prefix`` when there is one. Returns the server's base URL."""
     started: list[Server] = []
 
-    def start(argv: list[str], env: dict[str, str], prefix: str) -> str:
-        port = int(argv[argv.index("--port") + 1])
+    def start(argv: list[str], env: dict[str, str], prefix: str = "") -> str:
+        host, port = argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1])
         log_path = tmp_path / "server.log"
         with log_path.open("w") as log:
             process = subprocess.Popen(
@@ -57,7 +67,7 @@ def prefixed_server(tmp_path: Path) -> Iterator[Callable[[list[str], dict[str, s
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{host}:{port}"
         server = Server(url, port, process, log_path, tmp_path, tmp_path / "artifacts", env["MLFLOW_BACKEND_STORE_URI"])
         started.append(server)
         wait_for_health(url + prefix, process=process, log_path=log_path, secret_source=server.backend_uri)
@@ -195,7 +205,7 @@ def auth_database(services: dict[str, str]) -> Iterator[str]:
 
 
 def test_rendered_basic_auth_server_behind_a_static_prefix(
-    postgres_backend_uri: str, auth_database: str, prefixed_server: Callable[..., str], tmp_path: Path
+    postgres_backend_uri: str, auth_database: str, rendered_server: Callable[..., str], tmp_path: Path
 ) -> None:
     port = free_port()
     manifests = _role.render_manifests(
@@ -229,7 +239,7 @@ def test_rendered_basic_auth_server_behind_a_static_prefix(
     argv, env = _role.server_command(manifests, secret_values)
     assert argv[argv.index("--static-prefix") + 1] == "/mlflow"
     assert argv[argv.index("--app-name") + 1] == "basic-auth"
-    url = prefixed_server(argv, env, "/mlflow")
+    url = rendered_server(argv, env, "/mlflow")
     base = f"{url}/mlflow"
     search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
     host = {"Host": "mlflow.example.org"}
@@ -237,6 +247,17 @@ def test_rendered_basic_auth_server_behind_a_static_prefix(
     assert requests.get(search, headers=host, auth=("admin", "wrong-password"), timeout=30).status_code == 401
     assert requests.get(search, headers=host, auth=("admin", password), timeout=30).status_code == 200
     assert requests.get(search, headers={"Host": "other.example.org"}, timeout=30).status_code == 403
+    # The UI's POSTs from the Ingress origin pass the CORS check; other origins get 403.
+    runs_search = f"{base}/ajax-api/2.0/mlflow/runs/search"
+    for origin, status in (("http://mlflow.example.org", 200), ("http://evil.example.org", 403)):
+        resp = requests.post(
+            runs_search,
+            headers={**host, "Origin": origin},
+            auth=("admin", password),
+            json={"experiment_ids": ["0"]},
+            timeout=30,
+        )
+        assert resp.status_code == status, (origin, resp.status_code, resp.text[:200])
 
     done = _smoke(
         base,
@@ -255,3 +276,225 @@ def test_rendered_basic_auth_server_behind_a_static_prefix(
     finally:
         engine.dispose()
     assert users == ["admin"]
+
+
+# --------------------------------------------------------------------------- the UI in a browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+# Not loopback's 127.0.0.1: MLflow lets any localhost origin through, a node address it must be told.
+UI_ADDRESS = "127.0.0.2"
+# The UI asks whether basic auth is on; a server without it answers 404 (on every origin, localhost too).
+UI_EXPECTED_ERRORS = {("GET", "/ajax-api/2.0/mlflow/users/current", 404)}
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[object]:
+    """Headless Debian chromium driven through /usr/bin/chromedriver (no browser download), with
+    a fresh profile, its network and console logs recorded; skipped only when they are missing."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    if missing:
+        pytest.skip(
+            "the UI test needs Debian's chromium and chromium-driver"
+            f" (apt-get install chromium chromium-driver): {missing} missing"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-proxy-server",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _network_log(driver: object) -> tuple[list[dict], list[dict]]:
+    """The browser's responses (url, method, status) and failed loads, from the DevTools network log."""
+    requests_by_id: dict[str, dict] = {}
+    responses, failures = [], []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if message["method"] == "Network.requestWillBeSent":
+            requests_by_id[params["requestId"]] = params["request"]
+        elif message["method"] == "Network.responseReceived":
+            request = requests_by_id.get(params["requestId"], {})
+            responses.append(
+                {
+                    "url": params["response"]["url"],
+                    "method": request.get("method"),
+                    "status": params["response"]["status"],
+                }
+            )
+        elif message["method"] == "Network.loadingFailed":
+            request = requests_by_id.get(params["requestId"], {})
+            failures.append(
+                {
+                    "url": request.get("url"),
+                    "error": params.get("errorText"),
+                    "canceled": params.get("canceled"),
+                    "type": params.get("type"),
+                    "id": params["requestId"],
+                }
+            )
+    return responses, failures
+
+
+def test_ui_runs_page_works_at_the_printed_url(
+    postgres_backend_uri: str, rendered_server: Callable[..., str], chromium: object, tmp_path: Path
+) -> None:
+    """Issue 9 point 1: at the URL the playbook prints (a node address with the NodePort), the
+    runs page of the UI shows a logged run and no request fails (MLflow 3 answers the UI's
+    POST /ajax-api/2.0/mlflow/runs/search with 403 when its origin is not allowed)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = free_port(UI_ADDRESS)
+    # The node address and NodePort are where this server listens: the printed URL reaches it.
+    rendered = _role.render(
+        _role_vars(tmp_path, port, cluster_node_addresses=[UI_ADDRESS], mlflow_server_node_port=port)
+    )
+    printed_url = rendered["url"]
+    assert printed_url == f"http://{UI_ADDRESS}:{port}"
+    argv, env = _role.server_command(rendered["manifests"], {URI_SECRET: postgres_backend_uri}, host=UI_ADDRESS)
+    assert rendered_server(argv, env) == printed_url
+
+    client = mlflow.MlflowClient(tracking_uri=printed_url)
+    experiment_id = client.create_experiment(f"ui-{secrets.token_hex(4)}")
+    run_name = f"ui-run-{secrets.token_hex(4)}"
+    run = client.create_run(experiment_id, run_name=run_name)
+    client.log_metric(run.info.run_id, "loss", 0.25)
+    client.set_terminated(run.info.run_id)
+
+    chromium.get("about:blank")
+    chromium.get_log("performance")  # drop the start-up tab's own requests
+    chromium.get_log("browser")
+    chromium.get(f"{printed_url}/#/experiments/{experiment_id}/runs")
+    try:
+        WebDriverWait(chromium, 90, poll_frequency=0.5).until(
+            lambda d: d.find_elements(By.XPATH, f"//*[contains(text(), '{run_name}')]")
+        )
+        shown = True
+    except TimeoutException:
+        shown = False
+    responses, failures = _network_log(chromium)
+    expected = [r for r in responses if (r["method"], urlsplit(r["url"]).path, r["status"]) in UI_EXPECTED_ERRORS]
+    console = [
+        e
+        for e in chromium.get_log("browser")
+        if e["level"] == "SEVERE" and not any(e["message"].startswith(r["url"] + " ") for r in expected)
+    ]
+    ours = [r for r in responses if r["url"].startswith(printed_url)]
+    searches = [r for r in ours if "/ajax-api/2.0/mlflow/runs/search" in r["url"] and r["method"] == "POST"]
+    bad = [r for r in responses if r["status"] >= 400 and r not in expected]
+    report = f"bad responses {bad}, failed loads {failures}, console errors {console}"
+    assert searches, f"the runs page never searched runs; responses {ours}"
+    assert all(r["status"] == 200 for r in searches), report
+    assert not bad, report
+    assert not [f for f in failures if not f["canceled"]], report
+    assert not console, report
+    assert shown, f"run {run_name} not in the runs table after 90 s; {report}"
+
+
+# --------------------------------------------------------------------------- sizing: pool, workers, max_connections
+
+
+def _render_error(tmp_path: Path, **role_vars: object) -> str:
+    with pytest.raises(_role.RenderError) as refused:
+        _role.render(_role_vars(tmp_path, 5000, **role_vars))
+    return str(refused.value)
+
+
+def test_role_refuses_a_pool_that_can_deadlock_log_batch(tmp_path: Path) -> None:
+    # MLflow's old per-worker pool: 10 + 10 for 40 request threads that hold two connections each.
+    message = _render_error(tmp_path, mlflow_server_db_pool_size=10, mlflow_server_db_max_overflow=10)
+    assert "mlflow_server_db_pool_size + mlflow_server_db_max_overflow = 10 + 10 = 20" in message, message
+    assert "2 connections x 40 request threads per worker = 80" in message, message
+    assert "mlflow_server_db_max_overflow to at least 70" in message, message
+
+
+def test_role_refuses_more_connections_than_the_database_accepts(tmp_path: Path) -> None:
+    # The database role's fact: a database that accepts 100 connections, a server that may open 160 + 10.
+    message = _render_error(tmp_path, database_connection_limit=100)
+    assert "1 pods (1 replicas) x 2 workers (mlflow_server_workers) x 80 connections per worker" in message, message
+    assert "= 160, plus mlflow_server_db_connection_headroom 10 = 170" in message, message
+    assert "max_connections 100" in message and "database_max_connections to at least 170" in message, message
+    # Basic auth's store has its own engine (one connection per request thread); a rolling
+    # update (ReadWriteMany) runs one pod more than the replicas.
+    message = _render_error(
+        tmp_path,
+        database_connection_limit=300,
+        mlflow_server_auth_enabled=True,
+        database_auth_uri_secret_name=AUTH_URI_SECRET[0],
+        storage_artifacts_access_modes=["ReadWriteMany"],
+        mlflow_server_replicas=2,
+    )
+    assert "3 pods (2 replicas + 1 rolling-update surge) x 2 workers" in message, message
+    assert "x 120 connections per worker (80 for the tracking store + 40 for basic auth) = 720" in message, message
+
+
+def test_role_sizing_fits_the_database_role_defaults(tmp_path: Path) -> None:
+    defaults = yaml.safe_load((ROOT / "roles" / "database" / "defaults" / "main.yml").read_text())
+    limit = int(defaults["database_max_connections"])
+    for extra in ({}, {"mlflow_server_auth_enabled": True, "database_auth_uri_secret_name": AUTH_URI_SECRET[0]}):
+        manifests = _role.render_manifests(_role_vars(tmp_path, 5000, database_connection_limit=limit, **extra))
+        env = {
+            e["name"]: e.get("value")
+            for e in _role.deployment(manifests)["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]) >= 80
+
+
+def test_rendered_server_serves_more_log_batch_clients_than_request_threads(
+    mysql_backend_uri: str, mlflow_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """One worker, 44 concurrent log-batch clients: more than its 40 request threads, each
+    holding two pooled connections. With a pool below 2 x 40 (MLflow's 5 + 10, or 10 + 10)
+    the threads hold one connection each and wait for a second: SQLAlchemy's pool timeout
+    fails them after 30 s. With the role's pool every request succeeds; the excess waits its turn."""
+    manifests = _role.render_manifests(_role_vars(tmp_path, 5000, mlflow_server_workers=1))
+    args, env = _role.server_args_and_env(manifests, {URI_SECRET: mysql_backend_uri})
+    server = mlflow_server(mysql_backend_uri, args=args, env=env)
+    experiment = requests.post(
+        f"{server.url}/api/2.0/mlflow/experiments/create", json={"name": "pool"}, timeout=60
+    ).json()["experiment_id"]
+    run_id = requests.post(
+        f"{server.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment}, timeout=60
+    ).json()["run"]["info"]["run_id"]
+    clients = 44
+    barrier = threading.Barrier(clients)
+
+    def log_batch(client: int) -> list[tuple[int, str]]:
+        session = requests.Session()
+        barrier.wait()
+        answers = []
+        for round_no in range(2):
+            metrics = [
+                {"key": f"m{client}", "value": float(i), "timestamp": 0, "step": round_no * 200 + i} for i in range(200)
+            ]
+            resp = session.post(
+                f"{server.url}/api/2.0/mlflow/runs/log-batch", json={"run_id": run_id, "metrics": metrics}, timeout=300
+            )
+            answers.append((resp.status_code, resp.text[:200]))
+        return answers
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        answers = [a for result in pool.map(log_batch, range(clients)) for a in result]
+    failed = [a for a in answers if a[0] != 200]
+    assert not failed, f"{len(failed)} of {len(answers)} log-batch requests failed: {failed[:3]}"
