@@ -180,3 +180,36 @@ def test_replicas_above_one_on_readwriteonce_fail_before_anything_is_applied(
     failed = result.failed_tasks()
     assert failed and "mlflow_server_replicas" in json.dumps(failed[0].result), result.summary()
     assert not apps.list_namespaced_deployment(namespace).items
+
+
+def test_check_mode_on_a_fresh_cluster_prints_the_plan_and_creates_nothing(playbook, site_vars, namespace, core, tmp_path):
+    from kubernetes.client.exceptions import ApiException
+
+    fresh = f"{namespace}-fresh"
+    checked = playbook(
+        "playbooks/site.yml",
+        inventory=inventory(),
+        extra_vars={**site_vars, "mlflow_k8s_namespace": fresh, "storage_create_namespace": True},
+        check=True,
+    )
+    assert checked.rc == 0, checked.summary()
+    print(json.dumps([t.name for t in checked.tasks]))
+    with pytest.raises(ApiException) as gone:
+        core.read_namespace(fresh)
+    assert gone.value.status == 404
+    assert not (tmp_path / "volumes").exists()
+
+
+def test_bad_inputs_of_several_roles_fail_together_before_the_cluster_role(playbook, site_vars, namespace, core, apps):
+    bad = {**site_vars, "database_engine": "oracle", "storage_backend": "nfs", "mlflow_server_expose": "loadbalancer"}
+    result = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=bad)
+    assert result.rc != 0
+    failed = result.failed_tasks()
+    assert len(failed) == 1, result.summary()
+    message = failed[0].msg
+    for option, value in (("database_engine", "oracle"), ("storage_backend", "nfs"), ("mlflow_server_expose", "loadbalancer")):
+        assert option in message and value in message, message
+    ran = {t.name.split(" : ")[0] for t in result.tasks}
+    assert not ran & {"mlops.mlflow_k8s.preflight", "mlops.mlflow_k8s.cluster", "mlops.mlflow_k8s.storage"}, ran
+    assert not core.list_namespaced_persistent_volume_claim(namespace).items
+    assert not apps.list_namespaced_stateful_set(namespace).items
