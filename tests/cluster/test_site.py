@@ -193,10 +193,26 @@ def test_check_mode_on_a_fresh_cluster_prints_the_plan_and_creates_nothing(playb
         check=True,
     )
     assert checked.rc == 0, checked.summary()
-    print(json.dumps([t.name for t in checked.tasks]))
+    plans = {}
+    for task in checked.tasks:
+        if task.name.endswith(" : Show the plan") and not task.skipped:
+            lines = task.result["msg"]
+            plans[lines[0].split()[2]] = "\n".join(lines)
+    assert set(plans) == {"storage", "database", "mlflow_server"}, plans
+    assert f"namespace {fresh} does not exist yet" in plans["database"]
+    for role, objects in {
+        "storage": ["Namespace " + fresh, f"PersistentVolumeClaim {fresh}/mlflow-database", "StorageClass"],
+        "database": [f"StatefulSet {fresh}/mlflow-postgresql", f"Service {fresh}/", f"Secret {fresh}/"],
+        "mlflow_server": [f"Deployment {fresh}/mlflow-server", f"Service {fresh}/mlflow-server", "exposed at http://"],
+    }.items():
+        for text in objects:
+            assert text in plans[role], plans[role]
+    assert "password" not in json.dumps(plans).lower()
+    # Nothing was created: no namespace, no volume, no directory.
     with pytest.raises(ApiException) as gone:
         core.read_namespace(fresh)
     assert gone.value.status == 404
+    assert not [pv for pv in core.list_persistent_volume().items if pv.metadata.name.startswith(fresh)]
     assert not (tmp_path / "volumes").exists()
 
 
