@@ -229,3 +229,106 @@ def test_bad_inputs_of_several_roles_fail_together_before_the_cluster_role(playb
     assert not ran & {"mlops.mlflow_k8s.preflight", "mlops.mlflow_k8s.cluster", "mlops.mlflow_k8s.storage"}, ran
     assert not core.list_namespaced_persistent_volume_claim(namespace).items
     assert not apps.list_namespaced_stateful_set(namespace).items
+
+
+LABELLED_KINDS = [
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "Service"),
+    ("v1", "ServiceAccount"),
+    ("v1", "PersistentVolumeClaim"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "Deployment"),
+    ("batch/v1", "Job"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+]
+
+
+def labelled(dyn, namespace):
+    """Every object in the namespace carrying the collection's part-of label, as {(kind, name)}."""
+    found = set()
+    for api_version, kind in LABELLED_KINDS:
+        items = dyn.resources.get(api_version=api_version, kind=kind).get(
+            namespace=namespace, label_selector="app.kubernetes.io/part-of=mlflow-k8s"
+        )
+        found |= {(kind, item.metadata.name) for item in items.items}
+    pvs = dyn.resources.get(api_version="v1", kind="PersistentVolume").get().items
+    found |= {("PersistentVolume", pv.metadata.name) for pv in pvs if (pv.spec.claimRef or {}).get("namespace") == namespace}
+    return found
+
+
+def test_teardown_finds_what_was_deployed_by_its_labels(playbook, site_vars, namespace, dyn, purge_afterwards):
+    deployed_with = {
+        **site_vars,
+        "database_engine": "mysql",
+        "project_runner_registry_server": "registry.example",
+        "project_runner_registry_username": "robot",
+        "project_runner_registry_password": "registry-secret-1",
+        "project_runner_rbac_rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        "project_runner_create_namespace": False,
+    }
+    first = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=deployed_with)
+    assert first.rc == 0, first.summary()
+    prepare = [
+        {
+            "name": "Prepare the project namespace as run_project.yml does",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars": {"ansible_python_interpreter": sys.executable},
+            "roles": [{"role": "mlops.mlflow_k8s.project_runner"}],
+        }
+    ]
+    prepared = playbook(prepare, extra_vars=deployed_with)
+    assert prepared.rc == 0, prepared.summary()
+    # A project Job as mlflow_project_job submits it (its labels, DEVELOPING.md).
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "wine-quality-1",
+            "labels": {
+                "app.kubernetes.io/part-of": "mlflow-k8s",
+                "app.kubernetes.io/managed-by": "ansible",
+                "app.kubernetes.io/name": "mlflow-project",
+                "mlops.mlflow-k8s/run-id": "0123456789abcdef",
+            },
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox:1.37.0"}]}
+            },
+        },
+    }
+    dyn.resources.get(api_version="batch/v1", kind="Job").create(body=job, namespace=namespace)
+    before = labelled(dyn, namespace)
+    for kind, name in [
+        ("StatefulSet", "mlflow-mysql"),
+        ("Service", "mlflow-mysql"),
+        ("ConfigMap", "mlflow-mysql-scripts"),
+        ("NetworkPolicy", "mlflow-mysql"),
+        ("Deployment", "mlflow-server"),
+        ("ServiceAccount", "mlflow-project"),
+        ("Role", "mlflow-project"),
+        ("Secret", "mlflow-project-registry"),
+        ("Job", "wine-quality-1"),
+    ]:
+        assert (kind, name) in before, sorted(before)
+
+    # Teardown with today's defaults (database_engine unset: postgresql): the MySQL goes anyway.
+    kept = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)
+    for t in kept.failed_tasks():
+        print("DBG", t.name, json.dumps(t.result)[:4000])
+    assert kept.rc == 0, kept.summary()
+    left = labelled(dyn, namespace)
+    assert {kind for kind, _ in left} <= {"Secret", "PersistentVolumeClaim", "PersistentVolume"}, sorted(left)
+    assert ("Secret", "mlflow-database-credentials") in left and ("Secret", "mlflow-project-registry") in left
+    assert ("PersistentVolumeClaim", "mlflow-database") in left
+    again = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)
+    assert again.rc == 0 and again.changed == 0, again.summary()
+
+    purged = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**site_vars, "purge": True})
+    assert purged.rc == 0, purged.summary()
+    assert labelled(dyn, namespace) == set()
