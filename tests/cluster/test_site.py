@@ -319,8 +319,6 @@ def test_teardown_finds_what_was_deployed_by_its_labels(playbook, site_vars, nam
 
     # Teardown with today's defaults (database_engine unset: postgresql): the MySQL goes anyway.
     kept = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)
-    for t in kept.failed_tasks():
-        print("DBG", t.name, json.dumps(t.result)[:4000])
     assert kept.rc == 0, kept.summary()
     left = labelled(dyn, namespace)
     assert {kind for kind, _ in left} <= {"Secret", "PersistentVolumeClaim", "PersistentVolume"}, sorted(left)
