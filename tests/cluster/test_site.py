@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -182,7 +183,9 @@ def test_replicas_above_one_on_readwriteonce_fail_before_anything_is_applied(
     assert not apps.list_namespaced_deployment(namespace).items
 
 
-def test_check_mode_on_a_fresh_cluster_prints_the_plan_and_creates_nothing(playbook, site_vars, namespace, core, tmp_path):
+def test_check_mode_on_a_fresh_cluster_prints_the_plan_and_creates_nothing(
+    playbook, site_vars, namespace, core, tmp_path
+):
     from kubernetes.client.exceptions import ApiException
 
     fresh = f"{namespace}-fresh"
@@ -223,7 +226,11 @@ def test_bad_inputs_of_several_roles_fail_together_before_the_cluster_role(playb
     failed = result.failed_tasks()
     assert len(failed) == 1, result.summary()
     message = failed[0].msg
-    for option, value in (("database_engine", "oracle"), ("storage_backend", "nfs"), ("mlflow_server_expose", "loadbalancer")):
+    for option, value in (
+        ("database_engine", "oracle"),
+        ("storage_backend", "nfs"),
+        ("mlflow_server_expose", "loadbalancer"),
+    ):
         assert option in message and value in message, message
     ran = {t.name.split(" : ")[0] for t in result.tasks}
     assert not ran & {"mlops.mlflow_k8s.preflight", "mlops.mlflow_k8s.cluster", "mlops.mlflow_k8s.storage"}, ran
@@ -255,7 +262,9 @@ def labelled(dyn, namespace):
         )
         found |= {(kind, item.metadata.name) for item in items.items}
     pvs = dyn.resources.get(api_version="v1", kind="PersistentVolume").get().items
-    found |= {("PersistentVolume", pv.metadata.name) for pv in pvs if (pv.spec.claimRef or {}).get("namespace") == namespace}
+    found |= {
+        ("PersistentVolume", pv.metadata.name) for pv in pvs if (pv.spec.claimRef or {}).get("namespace") == namespace
+    }
     return found
 
 
@@ -330,3 +339,29 @@ def test_teardown_finds_what_was_deployed_by_its_labels(playbook, site_vars, nam
     purged = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**site_vars, "purge": True})
     assert purged.rc == 0, purged.summary()
     assert labelled(dyn, namespace) == set()
+
+
+def test_check_mode_on_a_bare_node_prints_the_plan_with_preflight_problems(playbook, tmp_path):
+    """cluster_provider=microk8s on this machine: MicroK8s is not installed, nothing is created."""
+    state = tmp_path / "state"
+    checked = playbook(
+        "playbooks/site.yml",
+        inventory=inventory(),
+        extra_vars={
+            "cluster_provider": "microk8s",
+            "controller_state_dir": str(state),
+            "storage_hostpath_base_dir": str(tmp_path / "volumes"),
+            "storage_hostpath_node": "node-1",
+            "preflight_source_timeout": 3,
+        },
+        check=True,
+    )
+    assert checked.rc == 0, checked.summary()
+    shown = json.dumps([t.result.get("msg") for t in checked.tasks if not t.skipped])
+    if not Path("/run/systemd/system").is_dir():
+        assert "preflight would stop a real run here" in shown and "not systemd" in shown, shown
+    assert "a real run would install it" in shown, shown
+    plans = [t.result["msg"] for t in checked.tasks if t.name.endswith(" : Show the plan") and not t.skipped]
+    assert [p[0].split()[2] for p in plans] == ["storage", "database", "mlflow_server"], plans
+    assert all("no cluster yet" in p[0] for p in plans), plans
+    assert not state.exists() and not (tmp_path / "volumes").exists()
