@@ -67,6 +67,11 @@ def os_problems(data, supported):
     return []
 
 
+def systemd_runs(data):
+    """Whether the node runs systemd as PID 1 (what sd_booted() checks: /run/systemd/system)."""
+    return bool(data.get("run_systemd_system")) or str(data.get("pid1_comm") or "").strip() == "systemd"
+
+
 def evaluate(data):
     """Every problem of one node, as a list of sentences (empty: the node is fit)."""
     problems = []
@@ -101,7 +106,28 @@ def evaluate(data):
         if swaps:
             problems.append(
                 "swap is on (%s); the kubelet of minikube's none driver refuses to start with swap: "
-                "run 'swapoff -a' and remove it from /etc/fstab" % ", ".join(s["device"] for s in swaps)
+                "run 'swapoff -a' and remove it from /etc/fstab, or set minikube_driver: docker"
+                % ", ".join(s["device"] for s in swaps)
+            )
+
+    if "systemd" in checks and not systemd_runs(data):
+        problems.append(
+            "PID 1 is %s, not systemd (no /run/systemd/system): MicroK8s is a snap, and snapd needs systemd; "
+            "boot the node with systemd, or choose another cluster_provider (minikube, existing)"
+            % (str(data.get("pid1_comm") or "unknown").strip() or "unknown")
+        )
+
+    if "snapd" in checks:
+        if not data.get("snap_command") and not data.get("install_snapd"):
+            problems.append(
+                "snapd is not installed (no snap command) and microk8s_install_snapd is false: "
+                "set microk8s_install_snapd: true, or install snapd"
+            )
+        elif data.get("snap_command") and systemd_runs(data) and not data.get("snapd_socket"):
+            problems.append(
+                "snapd is installed but not running (no %s): start it (systemctl enable --now snapd.socket), "
+                "or set microk8s_install_snapd: true to let the role install and start it"
+                % data.get("snapd_socket_path", "/run/snapd.socket")
             )
 
     if "docker" in checks and not data.get("docker_socket_exists"):
@@ -116,7 +142,9 @@ def evaluate(data):
         for port in data.get("required_ports") or []:
             if int(port["port"]) in listening:
                 problems.append(
-                    "TCP port %s (%s) is already in use (preflight_ports)" % (port["port"], port.get("what", ""))
+                    "TCP port %s (%s) is already in use: stop what listens on it (ports checked: "
+                    "preflight_provider_ports, preflight_ingress_ports, preflight_extra_ports)"
+                    % (port["port"], port.get("what", ""))
                 )
 
     if "kernel_modules" in checks:
@@ -180,9 +208,16 @@ def url_source(result):
     status = int(result.get("status", -1) or -1)
     if status > 0:
         return {"name": item.get("name"), "ok": True, "detail": "%s answered %d" % (item.get("url"), status)}
+    instead = item.get("airgapped_by")
     return {
         "name": item.get("name"),
         "ok": False,
-        "detail": "%s is unreachable from the node (%s); bring the files for an air-gapped install "
-        "(docs/airgapped.md)" % (item.get("url"), result.get("msg", "no answer")),
+        "detail": "%s is unreachable from the node (%s); %s (docs/airgapped.md)"
+        % (
+            item.get("url"),
+            result.get("msg", "no answer"),
+            ("set %s to the files brought for an air-gapped install" % " and ".join(instead))
+            if instead
+            else "bring the files for an air-gapped install",
+        ),
     }

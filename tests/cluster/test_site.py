@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,187 @@ def test_replicas_above_one_on_readwriteonce_fail_before_anything_is_applied(
     failed = result.failed_tasks()
     assert failed and "mlflow_server_replicas" in json.dumps(failed[0].result), result.summary()
     assert not apps.list_namespaced_deployment(namespace).items
+
+
+def test_check_mode_on_a_fresh_cluster_prints_the_plan_and_creates_nothing(
+    playbook, site_vars, namespace, core, tmp_path
+):
+    from kubernetes.client.exceptions import ApiException
+
+    fresh = f"{namespace}-fresh"
+    checked = playbook(
+        "playbooks/site.yml",
+        inventory=inventory(),
+        extra_vars={**site_vars, "mlflow_k8s_namespace": fresh, "storage_create_namespace": True},
+        check=True,
+    )
+    assert checked.rc == 0, checked.summary()
+    plans = {}
+    for task in checked.tasks:
+        if task.name.endswith(" : Show the plan") and not task.skipped:
+            lines = task.result["msg"]
+            plans[lines[0].split()[2]] = "\n".join(lines)
+    assert set(plans) == {"storage", "database", "mlflow_server"}, plans
+    assert f"namespace {fresh} does not exist yet" in plans["database"]
+    for role, objects in {
+        "storage": ["Namespace " + fresh, f"PersistentVolumeClaim {fresh}/mlflow-database", "StorageClass"],
+        "database": [f"StatefulSet {fresh}/mlflow-postgresql", f"Service {fresh}/", f"Secret {fresh}/"],
+        "mlflow_server": [f"Deployment {fresh}/mlflow-server", f"Service {fresh}/mlflow-server", "exposed at http://"],
+    }.items():
+        for text in objects:
+            assert text in plans[role], plans[role]
+    assert "password" not in json.dumps(plans).lower()
+    # Nothing was created: no namespace, no volume, no directory.
+    with pytest.raises(ApiException) as gone:
+        core.read_namespace(fresh)
+    assert gone.value.status == 404
+    assert not [pv for pv in core.list_persistent_volume().items if pv.metadata.name.startswith(fresh)]
+    assert not (tmp_path / "volumes").exists()
+
+
+def test_bad_inputs_of_several_roles_fail_together_before_the_cluster_role(playbook, site_vars, namespace, core, apps):
+    bad = {**site_vars, "database_engine": "oracle", "storage_backend": "nfs", "mlflow_server_expose": "loadbalancer"}
+    result = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=bad)
+    assert result.rc != 0
+    failed = result.failed_tasks()
+    assert len(failed) == 1, result.summary()
+    message = failed[0].msg
+    for option, value in (
+        ("database_engine", "oracle"),
+        ("storage_backend", "nfs"),
+        ("mlflow_server_expose", "loadbalancer"),
+    ):
+        assert option in message and value in message, message
+    ran = {t.name.split(" : ")[0] for t in result.tasks}
+    assert not ran & {"mlops.mlflow_k8s.preflight", "mlops.mlflow_k8s.cluster", "mlops.mlflow_k8s.storage"}, ran
+    assert not core.list_namespaced_persistent_volume_claim(namespace).items
+    assert not apps.list_namespaced_stateful_set(namespace).items
+
+
+LABELLED_KINDS = [
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "Service"),
+    ("v1", "ServiceAccount"),
+    ("v1", "PersistentVolumeClaim"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "Deployment"),
+    ("batch/v1", "Job"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+]
+
+
+def labelled(dyn, namespace):
+    """Every object in the namespace carrying the collection's part-of label, as {(kind, name)}."""
+    found = set()
+    for api_version, kind in LABELLED_KINDS:
+        items = dyn.resources.get(api_version=api_version, kind=kind).get(
+            namespace=namespace, label_selector="app.kubernetes.io/part-of=mlflow-k8s"
+        )
+        found |= {(kind, item.metadata.name) for item in items.items}
+    pvs = dyn.resources.get(api_version="v1", kind="PersistentVolume").get().items
+    found |= {
+        ("PersistentVolume", pv.metadata.name) for pv in pvs if (pv.spec.claimRef or {}).get("namespace") == namespace
+    }
+    return found
+
+
+def test_teardown_finds_what_was_deployed_by_its_labels(playbook, site_vars, namespace, dyn, purge_afterwards):
+    deployed_with = {
+        **site_vars,
+        "database_engine": "mysql",
+        "project_runner_registry_server": "registry.example",
+        "project_runner_registry_username": "robot",
+        "project_runner_registry_password": "registry-secret-1",
+        "project_runner_rbac_rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        "project_runner_create_namespace": False,
+    }
+    first = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=deployed_with)
+    assert first.rc == 0, first.summary()
+    prepare = [
+        {
+            "name": "Prepare the project namespace as run_project.yml does",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars": {"ansible_python_interpreter": sys.executable},
+            "roles": [{"role": "mlops.mlflow_k8s.project_runner"}],
+        }
+    ]
+    prepared = playbook(prepare, extra_vars=deployed_with)
+    assert prepared.rc == 0, prepared.summary()
+    # A project Job as mlflow_project_job submits it (its labels, DEVELOPING.md).
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "wine-quality-1",
+            "labels": {
+                "app.kubernetes.io/part-of": "mlflow-k8s",
+                "app.kubernetes.io/managed-by": "ansible",
+                "app.kubernetes.io/name": "mlflow-project",
+                "mlops.mlflow-k8s/run-id": "0123456789abcdef",
+            },
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox:1.37.0"}]}
+            },
+        },
+    }
+    dyn.resources.get(api_version="batch/v1", kind="Job").create(body=job, namespace=namespace)
+    before = labelled(dyn, namespace)
+    for kind, name in [
+        ("StatefulSet", "mlflow-mysql"),
+        ("Service", "mlflow-mysql"),
+        ("ConfigMap", "mlflow-mysql-scripts"),
+        ("NetworkPolicy", "mlflow-mysql"),
+        ("Deployment", "mlflow-server"),
+        ("ServiceAccount", "mlflow-project"),
+        ("Role", "mlflow-project"),
+        ("Secret", "mlflow-project-registry"),
+        ("Job", "wine-quality-1"),
+    ]:
+        assert (kind, name) in before, sorted(before)
+
+    # Teardown with today's defaults (database_engine unset: postgresql): the MySQL goes anyway.
+    kept = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)
+    assert kept.rc == 0, kept.summary()
+    left = labelled(dyn, namespace)
+    assert {kind for kind, _ in left} <= {"Secret", "PersistentVolumeClaim", "PersistentVolume"}, sorted(left)
+    assert ("Secret", "mlflow-database-credentials") in left and ("Secret", "mlflow-project-registry") in left
+    assert ("PersistentVolumeClaim", "mlflow-database") in left
+    again = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)
+    assert again.rc == 0 and again.changed == 0, again.summary()
+
+    purged = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**site_vars, "purge": True})
+    assert purged.rc == 0, purged.summary()
+    assert labelled(dyn, namespace) == set()
+
+
+def test_check_mode_on_a_bare_node_prints_the_plan_with_preflight_problems(playbook, tmp_path):
+    """cluster_provider=microk8s on this machine: MicroK8s is not installed, nothing is created."""
+    state = tmp_path / "state"
+    checked = playbook(
+        "playbooks/site.yml",
+        inventory=inventory(),
+        extra_vars={
+            "cluster_provider": "microk8s",
+            "controller_state_dir": str(state),
+            "storage_hostpath_base_dir": str(tmp_path / "volumes"),
+            "storage_hostpath_node": "node-1",
+            "preflight_source_timeout": 3,
+        },
+        check=True,
+    )
+    assert checked.rc == 0, checked.summary()
+    shown = json.dumps([t.result.get("msg") for t in checked.tasks if not t.skipped])
+    if not Path("/run/systemd/system").is_dir():
+        assert "preflight would stop a real run here" in shown and "not systemd" in shown, shown
+    assert "a real run would install it" in shown, shown
+    plans = [t.result["msg"] for t in checked.tasks if t.name.endswith(" : Show the plan") and not t.skipped]
+    assert [p[0].split()[2] for p in plans] == ["storage", "database", "mlflow_server"], plans
+    assert all("no cluster yet" in p[0] for p in plans), plans
+    assert not state.exists() and not (tmp_path / "volumes").exists()

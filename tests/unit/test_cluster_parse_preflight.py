@@ -76,9 +76,11 @@ def test_every_problem_is_listed_at_once():
         "2000 MB memory, 3584 MB needed (preflight_min_memory_mb)",
         "1024 MB free on /var/lib/data/mlflow (mount /var/lib/data), 2048 MB needed (preflight_disk_requirements)",
         "swap is on (/swap.img, /dev/dm-1); the kubelet of minikube's none driver refuses to start with swap: "
-        "run 'swapoff -a' and remove it from /etc/fstab",
-        "TCP port 5432 (x) is already in use (preflight_ports)",
-        "TCP port 80 (ingress HTTP) is already in use (preflight_ports)",
+        "run 'swapoff -a' and remove it from /etc/fstab, or set minikube_driver: docker",
+        "TCP port 5432 (x) is already in use: stop what listens on it (ports checked: "
+        "preflight_provider_ports, preflight_ingress_ports, preflight_extra_ports)",
+        "TCP port 80 (ingress HTTP) is already in use: stop what listens on it (ports checked: "
+        "preflight_provider_ports, preflight_ingress_ports, preflight_extra_ports)",
         "kernel module iscsi_tcp is neither loaded, built in, nor loadable (Longhorn needs it; "
         "preflight_longhorn_kernel_modules)",
         "kernel module nfs is neither loaded, built in, nor loadable (Longhorn needs it; "
@@ -165,3 +167,70 @@ def test_real_proc_swaps_parses():
     text = Path("/proc/swaps").read_text()
     swaps = cp.parse_proc_swaps(text)
     assert len(swaps) == len(text.strip().splitlines()) - 1
+
+
+def test_the_snap_route_needs_systemd_and_snapd():
+    checks = ["systemd", "snapd"]
+    booted = {"run_systemd_system": True, "pid1_comm": "systemd\n", "snap_command": True, "snapd_socket": True}
+    assert preflight.evaluate(node(checks=checks, **booted)) == []
+    # A container or chroot: PID 1 is a shell, no snap command, and the role may not install snapd.
+    problems = preflight.evaluate(
+        node(checks=checks, run_systemd_system=False, pid1_comm="bash\n", snap_command=False, install_snapd=False)
+    )
+    assert len(problems) == 2, problems
+    assert "PID 1 is bash, not systemd" in problems[0] and "cluster_provider" in problems[0]
+    assert "microk8s_install_snapd" in problems[1]
+    # snapd installed but not running on a systemd node.
+    stopped = preflight.evaluate(node(checks=checks, **{**booted, "snapd_socket": False}))
+    assert len(stopped) == 1 and "snapd.socket" in stopped[0], stopped
+    # No snap command, but the role installs snapd: fine.
+    assert preflight.evaluate(node(checks=checks, **{**booted, "snap_command": False, "install_snapd": True})) == []
+
+
+def test_this_machine_without_systemd_fails_the_systemd_check():
+    data = {
+        "checks": ["systemd"],
+        "run_systemd_system": os.path.isdir("/run/systemd/system"),
+        "pid1_comm": Path("/proc/1/comm").read_text(),
+    }
+    problems = preflight.evaluate(data)
+    assert bool(problems) == (data["pid1_comm"].strip() != "systemd" and not data["run_systemd_system"]), problems
+
+
+@pytest.mark.parametrize(
+    ("airgapped_by", "named"),
+    [(["microk8s_snap_file", "microk8s_assert_file"], "microk8s_snap_file and microk8s_assert_file"), (None, None)],
+)
+def test_an_unreachable_source_names_the_variables_of_the_air_gapped_route(airgapped_by, named):
+    item = {"name": "snap store", "url": "https://api.snapcraft.io"}
+    if airgapped_by:
+        item["airgapped_by"] = airgapped_by
+    source = preflight.url_source({"item": item, "status": -1, "msg": "timed out"})
+    assert not source["ok"]
+    problems = preflight.evaluate({"checks": ["sources"], "sources": [source]})
+    assert len(problems) == 1
+    if named:
+        assert f"set {named} to the files" in problems[0], problems
+    else:
+        assert "air-gapped" in problems[0]
+
+
+def test_every_problem_line_names_what_to_change():
+    """Each sentence names a variable (a word with an underscore) or the command that fixes it."""
+    bad = node(
+        checks=["os", "cpu", "memory", "disk", "systemd", "snapd", "swap", "ports", "kernel_modules", "packages"],
+        distribution="Gentoo",
+        cpus=1,
+        memory_mb=512,
+        run_systemd_system=False,
+        pid1_comm="sh",
+        snap_command=False,
+        install_snapd=False,
+        proc_swaps=fixture("proc_swaps.txt"),
+        required_modules=["no_such_module"],
+        required_packages=["no-such-package"],
+    )
+    problems = preflight.evaluate(bad)
+    assert len(problems) >= 8, problems
+    for problem in problems:
+        assert any("_" in word and word.strip("():;,.").islower() for word in problem.split()), problem

@@ -356,6 +356,34 @@ def test_dry_run_persists_nothing(core, apps, ns):
     assert core.read_namespaced_config_map("keep", ns).data == {"a": "1"}
 
 
+def test_dry_run_in_a_namespace_that_does_not_exist_is_not_found(core, apps, dyn):
+    """A real API server dry-runs a namespaced write only in an existing namespace (404 otherwise)."""
+    missing = f"absent-{uuid.uuid4().hex[:6]}"
+    writes = [
+        lambda: apps.create_namespaced_deployment(missing, deployment("dry"), dry_run="All"),
+        lambda: core.create_namespaced_config_map(missing, {"metadata": {"name": "dry"}}, dry_run="All"),
+        # server-side apply (kubernetes.core.k8s apply/server_side_apply) of an object not there yet
+        lambda: dyn.resources.get(api_version="v1", kind="ConfigMap").server_side_apply(
+            body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry", "namespace": missing}},
+            namespace=missing,
+            field_manager="test",
+            dry_run="All",
+        ),
+    ]
+    for write in writes:
+        with pytest.raises(ApiException) as refused:
+            write()
+        assert refused.value.status == 404
+        body = json.loads(refused.value.body)
+        assert body["message"] == f'namespaces "{missing}" not found', body
+        assert body["details"] == {"name": missing, "kind": "namespaces"}, body
+    with pytest.raises(ApiException) as gone:
+        core.read_namespace(missing)
+    assert gone.value.status == 404
+    # Cluster-wide objects dry-run without any namespace.
+    core.create_namespace({"metadata": {"name": missing}}, dry_run="All")
+
+
 def test_watch_from_a_resource_version(core, ns):
     start = core.list_namespaced_config_map(ns).metadata.resource_version
     core.create_namespaced_config_map(ns, {"metadata": {"name": "w"}, "data": {"v": "1"}})
