@@ -63,8 +63,15 @@ cluster:
 molecule:
 	tests/molecule/run
 
+# The tarball, and the command that installs it. Not into this checkout's .collections
+# (the first collections_path of ansible.cfg): mlops/mlflow_k8s there is the link to this
+# checkout, which ansible-galaxy's --force cannot replace.
+BUILD ?= build
+TARBALL = $(BUILD)/$(shell $(BIN)/python -c 'import yaml; g = yaml.safe_load(open("galaxy.yml")); print("%s-%s-%s.tar.gz" % (g["namespace"], g["name"], g["version"]))')
 build:
-	$(BIN)/ansible-galaxy collection build --force --output-path build .
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD) .
+	@echo "make build: install it with"
+	@echo "  $(patsubst $(CURDIR)/%,%,$(BIN))/ansible-galaxy collection install --force -p ~/.ansible/collections $(patsubst $(CURDIR)/%,%,$(TARBALL))"
 
 bench:
 	$(BIN)/python -m benchmarks
