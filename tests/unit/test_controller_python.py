@@ -37,6 +37,14 @@ def _python(minor: int) -> str | None:
     return None
 
 
+def _need(*minors: int) -> list[str]:
+    """Interpreters 3.<minor> for each of ``minors``, or skip the test."""
+    found = [_python(minor) for minor in minors]
+    if None in found:
+        pytest.skip("needs Python " + ", ".join(f"3.{m}" for m in minors) + " with venv on this machine")
+    return found
+
+
 def _find_python(path_dirs, **env):
     return subprocess.run(
         [BASH, str(FIND_PYTHON)],
@@ -65,9 +73,7 @@ def _bin_with(tmp_path, **links) -> Path:
 
 def test_stock_debian_python3_11_is_enough(tmp_path):
     """Debian 12 without pyenv: python3 is 3.11, and find-python takes it."""
-    py311 = _python(11)
-    if py311 is None:
-        pytest.skip("no Python 3.11 with venv on this machine")
+    (py311,) = _need(11)
     bindir = _bin_with(tmp_path, python3=py311)
     result = _find_python([bindir])
     assert result.returncode == 0, result.stderr
@@ -76,9 +82,7 @@ def test_stock_debian_python3_11_is_enough(tmp_path):
 
 
 def test_newest_python_wins(tmp_path):
-    py311, py312 = _python(11), _python(12)
-    if py311 is None or py312 is None:
-        pytest.skip("needs Python 3.11 and 3.12 with venv on this machine")
+    py311, py312 = _need(11, 12)
     bindir = _bin_with(tmp_path, python3=py311, **{"python3.12": py312})
     result = _find_python([bindir])
     assert result.returncode == 0, result.stderr
@@ -86,9 +90,7 @@ def test_newest_python_wins(tmp_path):
 
 
 def test_too_old_python_is_refused_with_what_to_install(tmp_path):
-    py310 = _python(10)
-    if py310 is None:
-        pytest.skip("no Python 3.10 on this machine")
+    (py310,) = _need(10)
     bindir = _bin_with(tmp_path, python3=py310)
     result = _find_python([bindir])
     assert result.returncode == 1
@@ -102,9 +104,7 @@ def test_too_old_python_is_refused_with_what_to_install(tmp_path):
 
 def test_pyenv_shims_are_never_returned(tmp_path):
     """A shim stands for whatever PYENV_VERSION says: find-python skips directories of shims."""
-    py311 = _python(11)
-    if py311 is None:
-        pytest.skip("no Python 3.11 with venv on this machine")
+    (py311,) = _need(11)
     shims = tmp_path / "shims"
     shims.mkdir()
     (shims / "python3").symlink_to(py311)

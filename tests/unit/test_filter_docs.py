@@ -2,13 +2,11 @@
 and the documented options are the filter's parameters."""
 
 import inspect
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from ansible_collections.mlops.mlflow_k8s.plugins.filter import backend_store_uri, cluster
+from tests.harness.ansible_doc import ansible_doc_json
 
 ROOT = Path(__file__).resolve().parents[2]
 FILTERS = {**cluster.FILTERS, "backend_store_uri": backend_store_uri.backend_store_uri}
@@ -23,15 +21,7 @@ def test_every_filter_has_a_doc_file_and_no_doc_file_is_stale():
 
 def test_ansible_doc_reads_every_filter_with_its_parameters():
     names = sorted(f"mlops.mlflow_k8s.{name}" for name in FILTERS)
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-doc"), "-t", "filter", "--json", *names],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    docs = json.loads(result.stdout)
+    docs = ansible_doc_json("filter", *names)
     assert sorted(docs) == names
     for fqcn, entry in docs.items():
         doc = entry["doc"]

@@ -2,14 +2,13 @@
 (entry points with the same inputs share one definition through a YAML anchor), and
 ansible-core's own loader and ansible-doc read every entry point's options from it."""
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from ansible.parsing.yaml.loader import AnsibleLoader
+
+from tests.harness.ansible_doc import ansible_doc_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted(ROOT.glob("roles/*/meta/argument_specs.yml"))
@@ -38,16 +37,7 @@ def test_ansible_loader_reads_every_entry_point(path):
 
 def test_ansible_doc_shows_the_shared_options_for_each_entry_point():
     roles = ["database", "storage"]
-    ansible_doc = str(Path(sys.executable).parent / "ansible-doc")
-    result = subprocess.run(
-        [ansible_doc, "-t", "role", "--json", *(f"mlops.mlflow_k8s.{r}" for r in roles)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    docs = json.loads(result.stdout)
+    docs = ansible_doc_json("role", *(f"mlops.mlflow_k8s.{r}" for r in roles))
     for role in roles:
         entry_points = docs[f"mlops.mlflow_k8s.{role}"]["entry_points"]
         assert sorted(entry_points) == ["main", "manifests", "teardown"]
