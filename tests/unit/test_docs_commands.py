@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("roles/*/README.md"))]
 ROLES = sorted(p.parent.parent.name for p in ROOT.glob("roles/*/meta/argument_specs.yml"))
+FILTERS = sorted(p.stem for p in ROOT.glob("plugins/filter/*.yml"))
+PLACEHOLDERS = {"mlops.mlflow_k8s.<role>": ROLES, "mlops.mlflow_k8s.<name>": FILTERS}
 # Commands are inline code spans and the lines of fenced code blocks.
 INLINE = re.compile(r"`([^`]+)`")
 
@@ -71,9 +73,10 @@ def test_docs_write_ansible_doc_as_it_runs_after_make_setup():
 @pytest.mark.parametrize(("doc", "command"), _commands("ansible-doc"))
 def test_ansible_doc_line_runs_as_printed(doc, command):
     argv = _as_run_here(command)
-    if "mlops.mlflow_k8s.<role>" in argv:  # the README's placeholder: every role
-        index = argv.index("mlops.mlflow_k8s.<role>")
-        argv[index : index + 1] = [f"mlops.mlflow_k8s.{role}" for role in ROLES]
+    for placeholder, names in PLACEHOLDERS.items():  # <role>, <name>: every role, every filter
+        if placeholder in argv:
+            index = argv.index(placeholder)
+            argv[index : index + 1] = [f"mlops.mlflow_k8s.{name}" for name in names]
     result = subprocess.run(argv, cwd=ROOT, env=_fresh_shell_env(), capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"{doc}: {command}\n{result.stderr}"
     names = [a for a in argv if a.startswith("mlops.mlflow_k8s.")]
