@@ -63,3 +63,27 @@ def test_sanity_reports_the_shellcheck_skip(tmp_path):
     else:
         assert skips.read_text(encoding="utf-8") == "sanity shellcheck (shellcheck not installed)\n"
         assert "apt-get install shellcheck" in result.stdout
+
+
+def test_pytest_skips_are_recorded(tmp_path):
+    """tests/conftest.py's hook: a suite's skips, with their reasons, in one line."""
+    test_file = tmp_path / "test_skipping.py"
+    test_file.write_text(
+        "import pytest\n\n"
+        "def test_runs():\n    assert True\n\n"
+        "@pytest.mark.skip(reason='no snapd here')\ndef test_skipped():\n    pass\n",
+        encoding="utf-8",
+    )
+    skips = tmp_path / "skips.txt"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "tests.conftest", "-p", "no:cacheprovider"]
+        + ["-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT), str(test_file)],
+        cwd=ROOT,
+        env=dict(os.environ, MLFLOW_K8S_SKIPS=str(skips)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = skips.read_text(encoding="utf-8").strip()
+    assert line.startswith("pytest ") and line.endswith(": 1 skipped (no snapd here)"), line
