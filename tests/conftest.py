@@ -13,3 +13,17 @@ if not _LINK.exists():
     os.symlink(ROOT, _LINK)
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Under ``make test`` (MLFLOW_K8S_SKIPS names a file), record this run's skips there:
+    make test prints every skip in its last line."""
+    del exitstatus
+    skips_file = os.environ.get("MLFLOW_K8S_SKIPS")
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skips_file or not skipped:
+        return
+    reasons = sorted({str(report.longrepr[2]).removeprefix("Skipped: ") for report in skipped})
+    suite = " ".join(os.path.relpath(arg) for arg in config.args) or "pytest"
+    with open(skips_file, "a", encoding="utf-8") as fd:
+        fd.write(f"pytest {suite}: {len(skipped)} skipped ({'; '.join(reasons)})\n")

@@ -33,11 +33,44 @@ IDENTITY_TAG = "mlops.mlflow_k8s.identity"
 LOG_ARTIFACT = "kubernetes/job.log"
 
 
-def limit_http_retries():
-    """MLflow retries an unreachable server for minutes by default; a module should say so sooner."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+# MLflow retries an unreachable server for minutes by default; a module should say so sooner.
+# The user's own MLFLOW_HTTP_REQUEST_* settings win.
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+class LimitedClient(object):
+    """An MlflowClient whose calls run with ``limits`` as MLflow's HTTP retry settings.
+
+    MLflow 3 reads them from the environment on every request (rest_utils.http_request:
+    RestStore and the artifact repository pass no retry arguments), so there is no client
+    argument for them: each call sets the ones the user has not set, and puts the
+    environment back when it returns. Nothing outside the client's calls sees them.
+    """
+
+    def __init__(self, client, limits):
+        self._client = client
+        self._limits = dict(limits)
+
+    def __getattr__(self, name):
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            added = [key for key in self._limits if key not in os.environ]
+            os.environ.update((key, self._limits[key]) for key in added)
+            try:
+                return attribute(*args, **kwargs)
+            finally:
+                for key in added:
+                    os.environ.pop(key, None)
+
+        call.__name__ = name
+        return call
 
 
 def run_tags(project_dir, entry_point, *, run_name=None, image_uri=None, image_digest=None, user=None, source=None):
@@ -104,12 +137,13 @@ def run_dict(run):
 class Tracker(object):
     """One tracking server; every MlflowException becomes a TrackingError naming an option."""
 
-    def __init__(self, tracking_uri):
+    def __init__(self, tracking_uri, http_limits=None):
         if not tracking_uri:
             raise TrackingError("tracking_uri", "no tracking URI: set tracking_uri or MLFLOW_TRACKING_URI")
         self.uri = tracking_uri
-        limit_http_retries()
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = LimitedClient(
+            MlflowClient(tracking_uri=tracking_uri), HTTP_LIMITS if http_limits is None else http_limits
+        )
 
     def _fail(self, exc, action, option="tracking_uri"):
         return TrackingError(option, "the tracking server {0} failed to {1}: {2}".format(self.uri, action, exc))

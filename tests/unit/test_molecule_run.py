@@ -88,9 +88,11 @@ def collection(tmp_path_factory) -> Path:
     return root
 
 
-def _run(collection: Path, *args: str, strict: bool = False) -> subprocess.CompletedProcess:
+def _run(collection: Path, *args: str, strict: bool = False, **extra_env: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MLFLOW_K8S_ROOT=str(collection), VENV=str(Path(sys.executable).parent.parent))
     env.pop("MLFLOW_K8S_MOLECULE_STRICT", None)
+    env.pop("MLFLOW_K8S_SKIPS", None)
+    env.update(extra_env)
     if strict:
         env["MLFLOW_K8S_MOLECULE_STRICT"] = "1"
     return subprocess.run([str(RUNNER), *args], env=env, capture_output=True, text=True, check=False, timeout=600)
@@ -100,6 +102,27 @@ def test_skip_prints_the_reason_and_passes(collection):
     result = _run(collection, "skips")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SKIP  skips: needs the command 'mlflow-k8s-no-such-command', not found on PATH" in result.stdout
+
+
+def test_a_skip_is_recorded_for_make_tests_last_line(collection, tmp_path):
+    skips = tmp_path / "skips.txt"
+    result = _run(collection, "skips", "not_executable", MLFLOW_K8S_SKIPS=str(skips))
+    assert result.returncode == 1
+    assert skips.read_text(encoding="utf-8").splitlines() == [
+        "molecule skips (needs the command 'mlflow-k8s-no-such-command', not found on PATH)"
+    ]
+
+
+def test_prerequisites_only_runs_no_scenario(collection, tmp_path):
+    """What make setup shows: which scenarios would run and which skip, and nothing run."""
+    skips = tmp_path / "skips.txt"
+    result = _run(collection, "--prerequisites-only", "passes", "skips", "fails", MLFLOW_K8S_SKIPS=str(skips))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "  RUN   passes\n" in result.stdout
+    assert "  RUN   fails\n" in result.stdout
+    assert "  SKIP  skips: needs the command 'mlflow-k8s-no-such-command'" in result.stdout
+    assert "this scenario fails on purpose" not in result.stdout + result.stderr
+    assert not skips.exists()
 
 
 def test_strict_turns_a_skip_into_a_failure(collection):

@@ -14,7 +14,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.cluster_parse import (
+from ansible_collections.mlops.mlflow_k8s.plugins.plugin_utils.proc import (
     parse_proc_modules,
     parse_proc_net_tcp,
     parse_proc_swaps,

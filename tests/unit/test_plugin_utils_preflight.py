@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import cluster_parse as cp
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import preflight
+from ansible_collections.mlops.mlflow_k8s.plugins.plugin_utils import (
+    preflight,
+    proc,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cluster"
 GIB = 1024**3
@@ -151,9 +153,9 @@ def test_real_proc_net_tcp_sees_a_socket_this_test_listens_on():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
         server.bind(("127.0.0.1", 0))
         port = server.getsockname()[1]
-        before = cp.parse_proc_net_tcp(Path("/proc/net/tcp").read_text())
+        before = proc.parse_proc_net_tcp(Path("/proc/net/tcp").read_text())
         server.listen(1)
-        during = cp.parse_proc_net_tcp(Path("/proc/net/tcp").read_text())
+        during = proc.parse_proc_net_tcp(Path("/proc/net/tcp").read_text())
     assert port not in before
     assert port in during
     problems = preflight.evaluate(
@@ -165,7 +167,7 @@ def test_real_proc_net_tcp_sees_a_socket_this_test_listens_on():
 @pytest.mark.skipif(not os.path.exists("/proc/swaps"), reason="no /proc/swaps on this system")
 def test_real_proc_swaps_parses():
     text = Path("/proc/swaps").read_text()
-    swaps = cp.parse_proc_swaps(text)
+    swaps = proc.parse_proc_swaps(text)
     assert len(swaps) == len(text.strip().splitlines()) - 1
 
 
