@@ -139,7 +139,12 @@ def test_ansible_doc_reads_the_controller_role(doc_env):
     doc = json.loads(result.stdout)[f"{FQCN}.controller"]
     assert str(cwd) in doc["path"]
     options = doc["entry_points"]["main"]["options"]
-    assert set(options) == {"controller_state_dir", "controller_require_mlflow", "controller_require_docker"}
+    assert set(options) == {
+        "controller_state_dir",
+        "controller_require_mlflow",
+        "controller_require_docker",
+        "controller_validate_roles",
+    }
 
 
 def test_ansible_doc_lists_the_modules(doc_env):

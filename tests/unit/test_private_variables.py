@@ -1,8 +1,9 @@
 """One private-variable convention (docs/DEVELOPING.md): what a role computes for itself
 (vars/main.yml, set_fact, register, task vars) is named __<role>_*; a name without the
-leading __ is public: an input (defaults/main.yml or an entry point of meta/argument_specs.yml, of this role or one it passes it to) or
-a fact the developer guide's table hands on (plus <role>_manifests, the manifests
-contract). ansible_* are Ansible's (ansible_python_interpreter on a task)."""
+leading __ is public: an input (defaults/main.yml or an entry point of
+meta/argument_specs.yml, of this role or one it passes it to) or a fact the developer
+guide's table hands on (plus <role>_manifests, the manifests contract). ansible_* are
+Ansible's (ansible_python_interpreter on a task)."""
 
 import re
 from pathlib import Path
