@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from tests.cluster.test_site import apps, core, inventory, site_vars  # noqa: F401 - fixtures
+# Fixtures shared with test_site.py.
+from tests.cluster.test_site import apps, core, inventory, site_vars  # noqa: F401  # pylint: disable=unused-import
 
 pytestmark = pytest.mark.cluster
 

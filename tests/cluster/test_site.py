@@ -330,7 +330,7 @@ def test_teardown_finds_what_was_deployed_by_its_labels(playbook, site_vars, nam
     kept = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)
     assert kept.rc == 0, kept.summary()
     left = labelled(dyn, namespace)
-    assert {kind for kind, _ in left} <= {"Secret", "PersistentVolumeClaim", "PersistentVolume"}, sorted(left)
+    assert {kind for kind, _name in left} <= {"Secret", "PersistentVolumeClaim", "PersistentVolume"}, sorted(left)
     assert ("Secret", "mlflow-database-credentials") in left and ("Secret", "mlflow-project-registry") in left
     assert ("PersistentVolumeClaim", "mlflow-database") in left
     again = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)

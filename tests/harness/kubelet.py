@@ -387,7 +387,7 @@ def terminated_status(pod: Mapping[str, Any], exit_code: int, at: str | None = N
 
 def full_reference(image: str) -> str:
     """``busybox`` -> ``docker.io/library/busybox:latest``, as containerd names what it pulls."""
-    first, _, rest = image.partition("/")
+    first, _sep, rest = image.partition("/")
     name = image
     if not rest or ("." not in first and ":" not in first and first != "localhost"):
         name = "docker.io/" + (image if rest else "library/" + image)
@@ -405,9 +405,9 @@ def unpullable(image: str) -> bool:
 def pull_error(image: str) -> str:
     """containerd's error for an image that cannot be pulled (no such host, or no such tag)."""
     ref = full_reference(image)
-    host, _, path = ref.partition("/")
+    host, _sep, path = ref.partition("/")
     if unpullable(image):
-        repo, _, tag = path.rpartition(":")
+        repo, _sep, tag = path.rpartition(":")
         cause = (
             f'failed to do request: Head "https://{host}/v2/{repo}/manifests/{tag}": '
             f"dial tcp: lookup {host.split(':')[0]}: no such host"

@@ -175,7 +175,7 @@ def test_verification_refuses_damaged_dumps(
 def test_backup_prunes_to_the_retention_count(
     request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, tmp_path: Path
 ) -> None:
-    _, creds, backups = _database_with_runs(request, engine, tmp_path, rows=1)
+    _server, creds, backups = _database_with_runs(request, engine, tmp_path, rows=1)
     older = [f"{rendered.prefix}2020010{i}T000000Z{rendered.suffix}" for i in range(1, 6)]
     for name in older:
         (backups / name).write_bytes(b"old")

@@ -27,7 +27,7 @@ def test_gc_removes_deleted_runs_and_their_artifacts(postgres_backend_uri: str, 
     server = mlflow_server(postgres_backend_uri, artifacts_dir=artifacts)
     client = MlflowClient(server.url)
     experiment = client.create_experiment("gc")
-    kept, doomed = (client.create_run(experiment).info.run_id for _ in range(2))
+    kept, doomed = (client.create_run(experiment).info.run_id for _number in range(2))
     for run_id in (kept, doomed):
         client.log_text(run_id, "payload", "files/a.txt")
         client.log_metric(run_id, "m", 1.0)
