@@ -22,7 +22,7 @@ from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import tracking a
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import TrackingError
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.job import LABEL_RUN_ID
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.project import load_project
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.reconcile import Reconciler
 from tests.harness.mlflow_server import free_port
 
 pytestmark = pytest.mark.services
@@ -89,9 +89,10 @@ def test_terminate_is_idempotent_and_log_is_an_artifact(server, tmp_path):
 
 
 def test_sync_run_from_job_state(server):
+    """The one Job-to-run map (reconcile.py) on a real server; a run ends when its Job ended."""
     tracker = tracking_utils.Tracker(server.url)
-    runner = Runner({}, check_mode=False)
-    results = {}
+    reconciler = Reconciler(jobs=None)
+    ended = "2026-11-30T23:59:58Z"
     for state, expected in (
         ("Complete", "FINISHED"),
         ("Failed", "FAILED"),
@@ -99,11 +100,17 @@ def test_sync_run_from_job_state(server):
         ("Running", "RUNNING"),
     ):
         _experiment_id, run_id = _submit_like_the_module(tracker, WINE, {"alpha": 1}, f"sync-{uuid.uuid4().hex[:8]}")
-        job = {"metadata": {"name": "j", "namespace": "n", "labels": {LABEL_RUN_ID: run_id}}}
-        changed, _run = runner.sync_run(tracker, job, state)
-        results[state] = (changed, tracker.get_run(run_id)["status"])
-        assert results[state] == (expected != "RUNNING", expected)
-        again, _run = runner.sync_run(tracker, job, state)
+        condition = {"type": state, "status": "True", "lastTransitionTime": ended}
+        job = {
+            "metadata": {"name": "j", "namespace": "n", "labels": {LABEL_RUN_ID: run_id}},
+            "status": {"conditions": [condition] if state in ("Complete", "Failed") else []},
+        }
+        changed, _text = reconciler.settle(tracker, job, state)
+        run = MlflowClient(server.url).get_run(run_id)
+        assert (changed, run.info.status) == (expected != "RUNNING", expected)
+        if state in ("Complete", "Failed"):
+            assert run.info.end_time == 1796083198000  # the Job's end, not this call's
+        again, _text = reconciler.settle(tracker, job, state)
         assert again is False
 
 
