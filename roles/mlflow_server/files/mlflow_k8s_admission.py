@@ -49,8 +49,9 @@ RETRY_AFTER_MAX = 60
 # The service time assumed before the first request of this worker has finished.
 INITIAL_SERVICE_SECONDS = 1.0
 SERVICE_TIME_WEIGHT = 0.2
-# A shed request's body is read (and dropped) up to this size, so the client, still sending,
-# reads the 503 instead of a reset connection; a larger upload gets the 503 and a closed connection.
+# A shed request's body is read (and dropped) up to this size and for at most the queue time, so
+# the client, still sending, reads the 503 instead of a reset connection; a larger or slower
+# upload gets the 503 and a closed connection.
 DRAIN_LIMIT = 8 * 1024 * 1024
 
 # Never held: probes, the version, Prometheus (registered without the prefix) and the UI.
@@ -174,7 +175,9 @@ class AdmissionGate:
             self.returning.popleft()
         # A request in flight for longer than the average says more about the pace than the average.
         oldest = now - min(self.in_flight.values()) if self.in_flight else 0.0
-        seconds = retry_after(len(self.waiters) + len(self.returning), self.concurrency, max(self.service_seconds, oldest))
+        seconds = retry_after(
+            len(self.waiters) + len(self.returning), self.concurrency, max(self.service_seconds, oldest)
+        )
         back = now + seconds
         # kept sorted: most requests are shed with a Retry-After at least as late as the last
         index = len(self.returning)
@@ -202,8 +205,13 @@ class AdmissionGate:
         self.shed += 1
         seconds = self.retry_after()
         read, more, close = 0, True, False
+        until = self.clock() + self.queue_seconds
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(until - self.clock(), 0.0))
+            except TimeoutError:
+                close = True  # a client this slow gets its answer now
+                break
             if message["type"] != "http.request":
                 return  # the client went away
             read += len(message.get("body", b""))
@@ -231,13 +239,13 @@ class AdmissionGate:
 
 def create_app() -> AdmissionGate:
     """`mlflow server --app-name admission-gate`: MLflow's ASGI app behind the gate."""
-    from mlflow.server.fastapi_app import app
+    from mlflow.server.fastapi_app import app  # noqa: PLC0415 - heavy: in the worker only, not in `mlflow server`
 
     return AdmissionGate(app, **settings_from_env())
 
 
 def create_auth_app() -> AdmissionGate:
     """`mlflow server --app-name admission-gate-basic-auth`: basic auth's app behind the gate."""
-    from mlflow.server.auth import create_app as create_basic_auth_app
+    from mlflow.server.auth import create_app as create_basic_auth_app  # noqa: PLC0415 - in the worker only
 
     return AdmissionGate(create_basic_auth_app(), **settings_from_env())
