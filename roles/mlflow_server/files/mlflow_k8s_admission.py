@@ -83,7 +83,7 @@ def settings_from_env(environ: MutableMapping[str, str] | None = None) -> dict[s
     environ = os.environ if environ is None else environ
     try:
         concurrency = int(environ.get(CONCURRENCY_ENV, "8"))
-        queue_seconds = float(environ.get(QUEUE_SECONDS_ENV, "5"))
+        queue_seconds = float(environ.get(QUEUE_SECONDS_ENV, "2"))
     except ValueError as exc:
         raise ValueError(f"{CONCURRENCY_ENV} must be an integer and {QUEUE_SECONDS_ENV} a number: {exc}") from None
     if not 1 <= concurrency <= MAX_CONCURRENCY:
