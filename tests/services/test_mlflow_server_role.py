@@ -138,6 +138,7 @@ def backend_uri(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_backend_uri" if request.param == "postgresql" else "mysql_backend_uri")
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_rendered_server_runs_and_passes_the_smoke_check(
     backend_uri: str, mlflow_server: Callable[..., Server], tmp_path: Path
 ) -> None:
@@ -210,6 +211,7 @@ def auth_database(services: dict[str, str]) -> Iterator[str]:
         yield uri
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_rendered_basic_auth_server_behind_a_static_prefix(
     postgres_backend_uri: str, auth_database: str, rendered_server: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -427,6 +429,7 @@ def _render_error(tmp_path: Path, **role_vars: object) -> str:
     return str(refused.value)
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_role_refuses_a_pool_that_can_deadlock_log_batch(tmp_path: Path) -> None:
     # MLflow's old per-worker pool: 10 + 10 for 40 request threads that hold two connections each.
     message = _render_error(tmp_path, mlflow_server_db_pool_size=10, mlflow_server_db_max_overflow=10)
@@ -435,6 +438,7 @@ def test_role_refuses_a_pool_that_can_deadlock_log_batch(tmp_path: Path) -> None
     assert "mlflow_server_db_max_overflow to at least 70" in message, message
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_role_refuses_more_connections_than_the_database_accepts(tmp_path: Path) -> None:
     # The database role's fact: a database that accepts 100 connections, a server that may open 160 + 10.
     message = _render_error(tmp_path, database_connection_limit=100)
@@ -455,6 +459,7 @@ def test_role_refuses_more_connections_than_the_database_accepts(tmp_path: Path)
     assert "x 120 connections per worker (80 for the tracking store + 40 for basic auth) = 720" in message, message
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_role_sizing_fits_the_database_role_defaults(tmp_path: Path) -> None:
     defaults = yaml.safe_load((ROOT / "roles" / "database" / "defaults" / "main.yml").read_text())
     limit = int(defaults["database_max_connections"])
