@@ -13,7 +13,7 @@ XDIST     := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: setup site run-project teardown test test-start lint sanity unit services manifests cluster molecule bench build docs
+.PHONY: setup site run-project teardown test test-gates test-start lint sanity unit services manifests cluster molecule bench build docs
 
 setup:
 	VENV=$(VENV) scripts/setup-controller
@@ -30,11 +30,20 @@ teardown:
 # Each runner appends what it skipped (a missing tool, a scenario's prerequisites, pytest
 # skips) to MLFLOW_K8S_SKIPS; the last line lists them, so "passed" never hides a skip.
 SKIPS := $(CURDIR)/tests/output/make-test-skips.txt
+# The gates run TEST_JOBS at a time (default 2; 1 runs them one after another): the cluster
+# suite, the longest, beside the others in turn, so the cores its rollouts leave idle serve
+# them. Each gate's output is printed whole when it ends (--output-sync); the first failure
+# stops the run once the gates already running have ended.
+TEST_JOBS ?= 2
 test: export MLFLOW_K8S_SKIPS := $(SKIPS)
-test: test-start lint sanity unit services manifests cluster molecule
+test: test-start
+	@echo "make test: $(TEST_JOBS) gates at a time (TEST_JOBS), the cluster suite first; each gate's output appears when it ends"
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(addprefix -f ,$(MAKEFILE_LIST)) test-gates
 	@if [ -s "$(SKIPS)" ]; then \
 	  echo "make test: all gates passed; skipped: $$(paste -sd '|' "$(SKIPS)" | sed 's/|/; /g')"; \
 	else echo "make test: all gates passed, nothing skipped"; fi
+
+test-gates: cluster lint sanity unit services manifests molecule
 
 test-start:
 	@mkdir -p "$(dir $(SKIPS))" && rm -f "$(SKIPS)"
@@ -50,8 +59,10 @@ sanity:
 unit:
 	$(PYTEST) tests/unit
 
+# SERVICES_MARKERS narrows it (.ci/run's Python 3.11 line: "services and controller").
+SERVICES_MARKERS ?= services
 services:
-	$(PYTEST) $(XDIST) -m services tests/services
+	$(PYTEST) $(XDIST) -m "$(SERVICES_MARKERS)" tests/services
 
 manifests:
 	$(PYTEST) tests/manifests

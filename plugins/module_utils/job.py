@@ -355,6 +355,12 @@ def render_job(
     if overrides.get("resources"):
         resources = copy.deepcopy(container.get("resources") or {})
         for section, values in overrides["resources"].items():
+            if section not in ("limits", "requests") or not isinstance(values, (dict, type(None))):
+                raise TemplateError(
+                    "resources",
+                    "expected limits and/or requests, each a mapping of resource name to quantity "
+                    "(requests.cpu=2, limits.nvidia.com/gpu=1), got {0}={1!r}".format(section, values),
+                )
             merged = dict(resources.get(section) or {})
             merged.update(dict((str(k), str(v)) for k, v in (values or {}).items()))
             resources[section] = merged

@@ -569,11 +569,11 @@ killed_runs:
   elements: str
 """
 
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_argument_spec
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.entry import finish
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ProjectJobError
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.k8s_client import (
     HAS_KUBERNETES,
@@ -668,30 +668,25 @@ def main():
             ("state", "absent", ("project_uri", "job_name", "run_id"), True),
         ],
     )
-    if not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=str(KUBERNETES_IMPORT_ERROR))
-    if not HAS_MLFLOW:
-        module.fail_json(msg=missing_required_lib("mlflow"), exception=str(MLFLOW_IMPORT_ERROR))
-    problem = check_options(module.params)
-    if problem:
-        module.fail_json(msg="{0}: {1}".format(*problem), option=problem[0])
 
-    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
+    def call():
+        problem = check_options(module.params)
+        if problem:
+            raise ProjectJobError(*problem)
 
-    runner = Runner(module.params, check_mode=module.check_mode, warn=module.warn)
-    try:
+        from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
+
+        runner = Runner(module.params, check_mode=module.check_mode, warn=module.warn)
         result = runner.present() if module.params["state"] == "present" else runner.absent()
-    except ProjectJobError as exc:
-        module.fail_json(msg=exc.text(), option=exc.option)
-    except Exception as exc:  # never a bare traceback: say what broke, keep the trace for -vvv
-        module.fail_json(
-            msg="unexpected error: {0}: {1}".format(type(exc).__name__, exc), exception=traceback.format_exc()
-        )
-    if not module._diff:
-        result.pop("diff", None)
-    if result.get("failed"):  # a pod of the Job is stuck: the result says which and why
-        module.fail_json(**result)
-    module.exit_json(**result)
+        if not module._diff:
+            result.pop("diff", None)
+        return result  # with failed when a pod of the Job is stuck: the result says which and why
+
+    finish(
+        module,
+        call,
+        requires=[("kubernetes", HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR), ("mlflow", HAS_MLFLOW, MLFLOW_IMPORT_ERROR)],
+    )
 
 
 if __name__ == "__main__":

@@ -146,12 +146,11 @@ jobs:
       type: str
 """
 
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_argument_spec
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ProjectJobError
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.entry import finish
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.k8s_client import (
     HAS_KUBERNETES,
     KUBERNETES_IMPORT_ERROR,
@@ -180,23 +179,17 @@ def main():
         supports_check_mode=True,
         mutually_exclusive=[("name", "run_id")],
     )
-    if not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=str(KUBERNETES_IMPORT_ERROR))
-    if not HAS_MLFLOW:
-        module.fail_json(msg=missing_required_lib("mlflow"), exception=str(MLFLOW_IMPORT_ERROR))
 
-    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
+    def call():
+        from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
 
-    runner = Runner(module.params, check_mode=module.check_mode, warn=module.warn)
-    try:
-        result = runner.info()
-    except ProjectJobError as exc:
-        module.fail_json(msg=exc.text(), option=exc.option)
-    except Exception as exc:  # never a bare traceback
-        module.fail_json(
-            msg="unexpected error: {0}: {1}".format(type(exc).__name__, exc), exception=traceback.format_exc()
-        )
-    module.exit_json(**result)
+        return Runner(module.params, check_mode=module.check_mode, warn=module.warn).info()
+
+    finish(
+        module,
+        call,
+        requires=[("kubernetes", HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR), ("mlflow", HAS_MLFLOW, MLFLOW_IMPORT_ERROR)],
+    )
 
 
 if __name__ == "__main__":

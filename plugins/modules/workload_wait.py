@@ -131,12 +131,10 @@ pending_reasons:
   elements: str
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_argument_spec
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ProjectJobError
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.entry import finish
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.k8s_client import (
     HAS_KUBERNETES,
     KUBERNETES_IMPORT_ERROR,
@@ -162,19 +160,11 @@ def main():
     for option in ("timeout", "max_restarts", "log_lines"):
         if module.params[option] < 0:
             module.fail_json(msg="{0}: must not be negative, got {1}".format(option, module.params[option]))
-    if not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=str(KUBERNETES_IMPORT_ERROR))
-    try:
-        result = run(module.params, check_mode=module.check_mode)
-    except ProjectJobError as exc:
-        module.fail_json(msg=exc.text(), option=exc.option)
-    except Exception as exc:  # never a bare traceback
-        module.fail_json(
-            msg="unexpected error: {0}: {1}".format(type(exc).__name__, exc), exception=traceback.format_exc()
-        )
-    if result.get("failed"):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    finish(
+        module,
+        lambda: run(module.params, check_mode=module.check_mode),
+        requires=[("kubernetes", HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR)],
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ from tests.harness.playbook import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.services
+# controller: runs a role's tasks or our module_utils in-process (.ci/run repeats it on Python 3.11)
+pytestmark = [pytest.mark.services, pytest.mark.controller]
 
 backend_store_uri = FilterModule().filters()["backend_store_uri"]
 

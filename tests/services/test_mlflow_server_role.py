@@ -145,6 +145,7 @@ def backend_uri(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_backend_uri" if request.param == "postgresql" else "mysql_backend_uri")
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_rendered_server_runs_and_passes_the_smoke_check(
     backend_uri: str, mlflow_server: Callable[..., Server], tmp_path: Path
 ) -> None:
@@ -217,6 +218,7 @@ def auth_database(services: dict[str, str]) -> Iterator[str]:
         yield uri
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_rendered_basic_auth_server_behind_a_static_prefix(
     postgres_backend_uri: str, auth_database: str, rendered_server: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -445,6 +447,7 @@ def _render_error(tmp_path: Path, **role_vars: object) -> str:
     return str(refused.value)
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_role_refuses_a_pool_that_can_deadlock_log_batch(tmp_path: Path) -> None:
     # Without the gate: MLflow's old per-worker pool, 10 + 10 for 40 request threads that hold two connections each.
     message = _render_error(
@@ -488,6 +491,7 @@ def test_role_refuses_admission_gate_settings_out_of_range(
     assert expected in message, message
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_role_refuses_more_connections_than_the_database_accepts(tmp_path: Path) -> None:
     # The database role's fact: a database that accepts 40 connections, a server that may open
     # 2 workers x 2 connections x 8 requests (the gate's K) + 10.
@@ -513,6 +517,7 @@ def test_role_refuses_more_connections_than_the_database_accepts(tmp_path: Path)
     assert "x 37 connections per worker (16 for the tracking store + 21 for basic auth) = 222" in message, message
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_role_sizing_fits_the_database_role_defaults(tmp_path: Path) -> None:
     defaults = yaml.safe_load((ROOT / "roles" / "database" / "defaults" / "main.yml").read_text())
     limit = int(defaults["database_max_connections"])

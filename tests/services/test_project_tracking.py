@@ -25,7 +25,8 @@ from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.project import lo
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.reconcile import Reconciler
 from tests.harness.mlflow_server import free_port
 
-pytestmark = pytest.mark.services
+# controller: runs a role's tasks or our module_utils in-process (.ci/run repeats it on Python 3.11)
+pytestmark = [pytest.mark.services, pytest.mark.controller]
 
 ROOT = Path(__file__).resolve().parents[2]
 WINE = ROOT / "tests" / "unit" / "fixtures" / "projects" / "wine"

@@ -27,7 +27,8 @@ from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import snapshot, 
 from benchmarks import _role
 from tests.harness.mlflow_server import Server, free_port, fresh_database, wait_for_health
 
-pytestmark = pytest.mark.services
+# controller: runs a role's tasks or our module_utils in-process (.ci/run repeats it on Python 3.11)
+pytestmark = [pytest.mark.services, pytest.mark.controller]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "wine-quality"
 URI_SECRET = ("mlflow-database-uri", "uri")

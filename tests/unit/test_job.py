@@ -192,6 +192,16 @@ def test_bad_labels_name_the_option(labels):
     assert caught.value.option == "labels"
 
 
+@pytest.mark.parametrize(
+    "resources", [{"": True}, {"limits": "2"}, {"limts": {"cpu": "1"}}, {"requests": ["cpu"]}], ids=repr
+)
+def test_bad_resources_name_the_option(resources):
+    with pytest.raises(TemplateError) as caught:
+        _render(copy.deepcopy(job_utils.DEFAULT_TEMPLATE), overrides={"resources": resources})
+    assert caught.value.option == "resources"
+    assert "limits and/or requests" in caught.value.message
+
+
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize(
     "template",

@@ -11,15 +11,18 @@ ROOT = Path(__file__).resolve().parents[2]
 GATES = ("lint", "sanity", "unit", "services", "manifests", "cluster", "molecule")
 
 
-def _make_test(tmp_path: Path, skipping_gate_recipe: str) -> subprocess.CompletedProcess:
+def _make_test(
+    tmp_path: Path, skipping_gate_recipe: str, recipes: dict[str, str] | None = None, *args: str
+) -> subprocess.CompletedProcess:
     """The real Makefile's test target, with each gate's recipe replaced by a stand-in."""
     override = tmp_path / "gates.mk"
-    lines = [f"{gate}:\n\t@echo gate {gate}\n" for gate in GATES if gate != "molecule"]
-    lines.append(f"molecule:\n\t@{skipping_gate_recipe}\n")
-    override.write_text("".join(lines), encoding="utf-8")
+    recipes = (
+        {gate: f"@echo gate {gate}" for gate in GATES} | {"molecule": f"@{skipping_gate_recipe}"} | (recipes or {})
+    )
+    override.write_text("".join(f"{gate}:\n\t{recipe}\n" for gate, recipe in recipes.items()), encoding="utf-8")
     skips = tmp_path / "output" / "skips.txt"
     return subprocess.run(
-        ["make", "--no-print-directory", "-f", "Makefile", "-f", str(override), "test", f"SKIPS={skips}"],
+        ["make", "--no-print-directory", "-f", "Makefile", "-f", str(override), "test", f"SKIPS={skips}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -40,6 +43,36 @@ def test_a_later_run_without_skips_says_so(tmp_path):
     result = _make_test(tmp_path, "echo gate molecule")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "make test: all gates passed, nothing skipped"
+
+
+def test_the_cluster_suite_runs_beside_the_other_gates(tmp_path):
+    """TEST_JOBS=2 (the default): lint sees the cluster gate running, and each gate's output is whole."""
+    running = tmp_path / "cluster-running"
+    recipes = {
+        "cluster": f"@touch {running}; echo cluster-start; sleep 3; echo cluster-end; rm {running}",
+        "lint": f"@for i in 1 2 3 4 5 6 7 8 9 10; do [ -e {running} ] && break; sleep 0.2; done;"
+        f" test -e {running} && echo lint-saw-cluster",
+    }
+    result = _make_test(tmp_path, "echo gate molecule", recipes)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "lint-saw-cluster" in lines
+    assert lines.index("cluster-end") == lines.index("cluster-start") + 1  # not interleaved
+    assert lines[-1] == "make test: all gates passed, nothing skipped"
+
+
+def test_one_at_a_time_and_a_failing_gate_fails_the_run(tmp_path):
+    running = tmp_path / "cluster-running"
+    recipes = {
+        "cluster": f"@touch {running}; sleep 1; rm {running}",
+        "lint": f"@test ! -e {running} && echo lint-after-cluster",
+        "unit": "@echo unit-fails; exit 3",
+    }
+    result = _make_test(tmp_path, "echo gate molecule", recipes, "TEST_JOBS=1")
+    assert result.returncode != 0
+    assert "lint-after-cluster" in result.stdout
+    assert "all gates passed" not in result.stdout
+    assert "gate molecule" not in result.stdout  # the run stopped at the failing gate
 
 
 def test_sanity_reports_the_shellcheck_skip(tmp_path):
