@@ -467,6 +467,7 @@ def test_role_refuses_a_pool_that_can_deadlock_log_batch(tmp_path: Path) -> None
     )
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 @pytest.mark.parametrize(
     ("role_vars", "expected"),
     [
@@ -582,6 +583,7 @@ def test_rendered_server_serves_more_log_batch_clients_than_request_threads(
 GATE_FILE = ROOT / "roles" / "mlflow_server" / "files" / "mlflow_k8s_admission.py"
 
 
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_rendered_gate_configmap_carries_the_repo_file_and_rolls_the_pods(tmp_path: Path) -> None:
     """The ConfigMap holds files/mlflow_k8s_admission.py as it is, and the dist-info whose
     entry points `mlflow server --app-name` finds; the pod mounts it on PYTHONPATH with K and W
