@@ -109,7 +109,9 @@ def _executable(name: str) -> str:
 def server_command(
     manifests: list[dict[str, Any]], secrets: Secrets, host: str = LOOPBACK
 ) -> tuple[list[str], dict[str, str]]:
-    """argv and environment of the server container, bound to ``host`` (loopback) instead of 0.0.0.0."""
+    """argv and environment of the server container, bound to ``host`` (loopback) instead of 0.0.0.0;
+    its ConfigMap volumes written where they are mounted (``write_config_map_volumes``)."""
+    write_config_map_volumes(manifests)
     container = _container(manifests, "mlflow-server")
     command = [_executable(container["command"][0]), *container["command"][1:]]
     args = [str(a) for a in container.get("args", [])]
@@ -122,7 +124,9 @@ def server_command(
 
 def server_args_and_env(manifests: list[dict[str, Any]], secrets: Secrets) -> tuple[list[str], dict[str, str]]:
     """The server container's args without ``--host``/``--port`` (for a harness that binds its
-    own free loopback port), and its environment with the secrets resolved."""
+    own free loopback port), and its environment with the secrets resolved; its ConfigMap volumes
+    written where they are mounted (``write_config_map_volumes``)."""
+    write_config_map_volumes(manifests)
     container = _container(manifests, "mlflow-server")
     args = [str(a) for a in container.get("args", [])]
     kept: list[str] = []
@@ -151,3 +155,32 @@ def base_env(extra: Mapping[str, str]) -> dict[str, str]:
     env["PATH"] = f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}"
     env.update(extra)
     return env
+
+
+def write_config_map_volumes(manifests: list[dict[str, Any]], container: str = "mlflow-server") -> list[Path]:
+    """Write each ConfigMap volume of ``container`` where it is mounted, as the kubelet does: the
+    items' files under ``..data/`` (``items[].path`` may have subdirectories), and a symlink for
+    each top-level name. The role vars point the mount paths at a temporary directory; the
+    ConfigMap's data comes from the rendered manifests. Returns the mount paths."""
+    spec = deployment(manifests)["spec"]["template"]["spec"]
+    maps = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "ConfigMap"}
+    volumes = {v["name"]: v["configMap"] for v in spec.get("volumes", []) if "configMap" in v}
+    written = []
+    for mount in _container(manifests, container)["volumeMounts"]:
+        source = volumes.get(mount["name"])
+        if source is None:
+            continue
+        data = maps[source["name"]]["data"]
+        items = source.get("items") or [{"key": key, "path": key} for key in data]
+        root = Path(mount["mountPath"])
+        payload = root / "..data"
+        for item in items:
+            target = payload / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[item["key"]])
+        for top in {Path(item["path"]).parts[0] for item in items}:
+            link = root / top
+            if not link.is_symlink():
+                link.symlink_to(Path("..data") / top)
+        written.append(root)
+    return written

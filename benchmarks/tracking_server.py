@@ -49,6 +49,15 @@ from typing import Any
 import requests
 import sqlalchemy
 import yaml
+from mlflow.environment_variables import (
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+    MLFLOW_HTTP_REQUEST_BACKOFF_JITTER,
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_TIMEOUT,
+    MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER,
+)
+from mlflow.utils import request_utils
+from urllib3.util import Retry
 
 from benchmarks import _role
 
@@ -56,9 +65,9 @@ ROOT = _role.ROOT
 RESULTS = ROOT / "benchmarks" / "results"
 BACKENDS = ("postgresql", "mysql")
 CONFIGS = ("role", "defaults")
-# What MLflow's own client waits for an answer (MLFLOW_HTTP_REQUEST_TIMEOUT's default): a
-# request queued longer than that is an error for a user too.
-CLIENT_TIMEOUT = 120
+# What MLflow's own client waits for an answer (MLFLOW_HTTP_REQUEST_TIMEOUT, 120 s by default):
+# a request queued longer than that is an error for a user too.
+CLIENT_TIMEOUT = MLFLOW_HTTP_REQUEST_TIMEOUT.get()
 
 
 # --------------------------------------------------------------------------- databases
@@ -272,13 +281,18 @@ class Server:
     log: Path | None = None
 
 
-def role_command(uri: str, port: int, workdir: Path, max_connections: int) -> tuple[list[str], dict[str, str]]:
+def role_command(
+    uri: str, port: int, workdir: Path, max_connections: int, overrides: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, str]]:
     role_vars = {
         "mlflow_server_port": port,
         "mlflow_server_artifacts_mount_path": str(workdir / "artifacts"),
+        # the admission gate's ConfigMap is written there, as the kubelet mounts it
+        "mlflow_server_admission_gate_mount_path": str(workdir / "admission-gate"),
         "cluster_node_addresses": [_role.LOOPBACK],
         # what the database role hands on: the role checks its connections against it
         "database_connection_limit": max_connections,
+        **(overrides or {}),
     }
     manifests = _role.render_manifests(role_vars)
     secrets = {("mlflow-database-uri", "uri"): uri}
@@ -288,7 +302,9 @@ def role_command(uri: str, port: int, workdir: Path, max_connections: int) -> tu
     return argv, env
 
 
-def defaults_command(uri: str, port: int, workdir: Path, _max_connections: int) -> tuple[list[str], dict[str, str]]:
+def defaults_command(
+    uri: str, port: int, workdir: Path, _max_connections: int, _overrides: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, str]]:
     argv = [str(_role.BIN / "mlflow"), "server", "--backend-store-uri", uri, "--host", _role.LOOPBACK]
     argv += ["--port", str(port)]
     return argv, {"HOME": str(workdir), "TMPDIR": str(workdir)}
@@ -296,12 +312,18 @@ def defaults_command(uri: str, port: int, workdir: Path, _max_connections: int) 
 
 @contextlib.contextmanager
 def running_server(
-    config: str, backend: str, uri: str, max_connections: int, startup_timeout: float = 180
+    config: str,
+    backend: str,
+    uri: str,
+    max_connections: int,
+    overrides: dict[str, Any] | None = None,
+    startup_timeout: float = 180,
 ) -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{config}-{backend}-") as tmp:
         workdir = Path(tmp)
         port = free_port()
-        argv, extra = (role_command if config == "role" else defaults_command)(uri, port, workdir, max_connections)
+        command = role_command if config == "role" else defaults_command
+        argv, extra = command(uri, port, workdir, max_connections, overrides)
         # Both without telemetry: it is not a server setting under test and there is no route out.
         env = _role.base_env({**extra, "MLFLOW_DISABLE_TELEMETRY": "true"})
         log = workdir / "server.log"
@@ -339,10 +361,19 @@ class Measurement:
     errors: int
     seconds: float
     rps: float
+    # each whole client call, retries included (what a user's log_batch waits)
     p50_ms: float
     p95_ms: float
     p99_ms: float
     max_ms: float
+    # each HTTP attempt (a 503 answer of the admission gate is one)
+    attempts: int = 0
+    attempt_p50_ms: float = 0.0
+    attempt_p95_ms: float = 0.0
+    attempt_p99_ms: float = 0.0
+    attempt_max_ms: float = 0.0
+    shed: int = 0  # 503 answers MLflow's client retried: not errors
+    retries_max: int = 0  # the most retries one call needed (MLflow's client gives up after 7)
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     pss_mb: float = 0.0
     processes: int = 0
@@ -375,16 +406,62 @@ def setup_runs(url: str, count: int) -> list[str]:
     return runs
 
 
+# --------------------------------------------------------------------------- MLflow's client
+
+
+_ATTEMPTS = threading.local()
+
+
+class _TimedRetry(Retry):
+    """MLflow's own Retry object (same class, same settings) that notes when each attempt ended
+    and the next began: urllib3 calls ``sleep`` between two attempts."""
+
+    def sleep(self, response: Any = None) -> None:
+        _ATTEMPTS.marks.append((time.perf_counter(), response.status if response is not None else None))
+        super().sleep(response)
+        _ATTEMPTS.marks.append((time.perf_counter(), None))
+
+
+def mlflow_client_session() -> requests.Session:
+    """A requests Session as MLflow's client builds it for a tracking server call
+    (mlflow.utils.rest_utils.http_request -> request_utils): its retry policy from MLflow's
+    environment variables (7 retries, backoff 2, jitter 1, 503 among the retried codes,
+    Retry-After honoured, POST retried too), one Session per client thread (each stands for one
+    user's process), with each attempt's end and start noted (``_TimedRetry``)."""
+    session = request_utils._cached_get_request_session.__wrapped__(  # noqa: SLF001 - MLflow's builder, uncached
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(),
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(),
+        MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.get(),
+        request_utils._TRANSIENT_FAILURE_RESPONSE_CODES,  # noqa: SLF001 - what http_request retries
+        True,  # raise_on_status, http_request's default
+        _pid=os.getpid(),
+        respect_retry_after_header=MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER.get(),
+    )
+    for adapter in session.adapters.values():  # one adapter, mounted for http:// and https://
+        retry = adapter.max_retries
+        if type(retry) not in (Retry, _TimedRetry):
+            raise RuntimeError(f"MLflow's session retries with {type(retry)}, not urllib3's Retry")
+        retry.__class__ = _TimedRetry  # Retry.new() keeps the class for every later attempt
+    return session
+
+
 @dataclass
 class Sample:
-    """What one round of one workload returned: latencies of successful requests, errors, wall time."""
+    """What one round of one workload returned: latencies of successful calls and of every
+    attempt, 503s retried, errors, wall time."""
 
     latencies: list[float] = field(default_factory=list)
+    attempts: list[float] = field(default_factory=list)
+    shed: int = 0
+    retries: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     wall: float = 0.0
 
     def add(self, other: Sample) -> None:
         self.latencies += other.latencies
+        self.attempts += other.attempts
+        self.shed += other.shed
+        self.retries += other.retries
         self.errors += other.errors
         self.wall += other.wall
 
@@ -392,7 +469,8 @@ class Sample:
 def workload(
     server: Server, operation: str, runs: list[str], total: int, seconds: float, concurrency: int, batch_size: int
 ) -> Sample:
-    """``total`` requests (at most ``seconds``) of ``operation`` from ``concurrency`` threads."""
+    """``total`` calls (at most ``seconds``) of ``operation`` from ``concurrency`` threads, each
+    call through MLflow's client session (retries included)."""
     counter = iter(range(total))
     lock = threading.Lock()
     sample = Sample()
@@ -410,13 +488,14 @@ def workload(
         return {"run_id": run_id, "metrics": metrics}
 
     def client(worker: int) -> None:
-        session = requests.Session()
+        session = mlflow_client_session()
         run_id = runs[worker % len(runs)]
         while time.monotonic() < deadline:
             with lock:
                 i = next(counter, None)
             if i is None:
                 return
+            _ATTEMPTS.marks = []
             start = time.perf_counter()
             try:
                 resp = session.post(
@@ -426,10 +505,17 @@ def workload(
                 detail = f"{resp.status_code} {resp.text[:200]}"
             except requests.RequestException as exc:
                 ok, detail = False, f"{type(exc).__name__} {exc!s:.200}"
-            elapsed = time.perf_counter() - start
+            end = time.perf_counter()
+            # attempt i runs from its start mark (the call's start, or the end of a sleep) to its end mark
+            marks = _ATTEMPTS.marks
+            starts = [start] + [t for t, _status in marks[1::2]]
+            ends = [t for t, _status in marks[0::2]] + [end]
             with lock:
+                sample.attempts += [e - b for b, e in zip(starts, ends, strict=False)]
+                sample.shed += sum(1 for _t, status in marks[0::2] if status == 503)
+                sample.retries.append(len(marks) // 2)
                 if ok:
-                    sample.latencies.append(elapsed)
+                    sample.latencies.append(end - start)
                 else:
                     sample.errors.append(detail)
 
@@ -444,13 +530,20 @@ def workload(
 
 
 def error_kind(detail: str) -> str:
-    """One word for an error: the pool timeout, too many connections, an HTTP status, a client exception."""
+    """One word for an error: the pool timeout, too many connections, MLflow's client giving up
+    after its retries, an HTTP status, a client exception."""
     if "QueuePool limit" in detail:
         return "pool-timeout"
-    if "too many" in detail.lower() or "Too many connections" in detail:
+    if "too many" in detail.lower() and "error responses" not in detail:
         return "too-many-connections"
+    if detail.startswith("RetryError"):
+        return "retries-exhausted"
     word = detail.split(" ", 1)[0]
     return f"http-{word}" if word.isdigit() else word
+
+
+def _ms(value: float) -> float:
+    return round(value * 1000, 1)
 
 
 def measurement(server: Server, operation: str, concurrency: int, sample: Sample) -> Measurement:
@@ -467,10 +560,17 @@ def measurement(server: Server, operation: str, concurrency: int, sample: Sample
         errors=len(sample.errors),
         seconds=round(sample.wall, 2),
         rps=round(done / sample.wall, 1) if sample.wall else 0.0,
-        p50_ms=round(_p(sample.latencies, 50) * 1000, 1),
-        p95_ms=round(_p(sample.latencies, 95) * 1000, 1),
-        p99_ms=round(_p(sample.latencies, 99) * 1000, 1),
-        max_ms=round(max(sample.latencies, default=float("nan")) * 1000, 1),
+        p50_ms=_ms(_p(sample.latencies, 50)),
+        p95_ms=_ms(_p(sample.latencies, 95)),
+        p99_ms=_ms(_p(sample.latencies, 99)),
+        max_ms=_ms(max(sample.latencies, default=float("nan"))),
+        attempts=len(sample.attempts),
+        attempt_p50_ms=_ms(_p(sample.attempts, 50)),
+        attempt_p95_ms=_ms(_p(sample.attempts, 95)),
+        attempt_p99_ms=_ms(_p(sample.attempts, 99)),
+        attempt_max_ms=_ms(max(sample.attempts, default=float("nan"))),
+        shed=sample.shed,
+        retries_max=max(sample.retries, default=0),
         errors_by_kind=kinds,
         error_samples=sample.errors[:3],
     )
@@ -509,14 +609,18 @@ def _kinds(m: Measurement) -> str:
 
 def table(results: list[Measurement], rat: list[dict[str, Any]]) -> str:
     lines = [
-        f"{'backend':<11}{'clients':>7} {'config':<9}{'operation':<11}{'req':>6}{'req/s':>8}{'p50 ms':>8}"
-        f"{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}{'PSS MB':>7}{'procs':>6}  errors"
+        "call: each whole client call, retries included; attempt: each HTTP attempt (a 503 is one);"
+        " shed: 503s retried by the client; retries: the most one call needed (MLflow gives up after 7)",
+        f"{'backend':<11}{'clients':>7} {'config':<9}{'operation':<11}{'calls':>6}{'req/s':>7}"
+        f"{'call p50/p95/p99/max s':>24}{'attempt p95/p99/max s':>23}{'shed':>6}{'retries':>8}{'PSS MB':>7}"
+        f"{'procs':>6}  errors",
     ]
     for m in sorted(results, key=lambda m: (m.backend, m.concurrency, m.operation, m.config)):
+        call = f"{m.p50_ms / 1000:.1f}/{m.p95_ms / 1000:.1f}/{m.p99_ms / 1000:.1f}/{m.max_ms / 1000:.1f}"
+        attempt = f"{m.attempt_p95_ms / 1000:.1f}/{m.attempt_p99_ms / 1000:.1f}/{m.attempt_max_ms / 1000:.1f}"
         lines.append(
-            f"{m.backend:<11}{m.concurrency:>7} {m.config:<9}{m.operation:<11}{m.requests:>6}{m.rps:>8.1f}"
-            f"{m.p50_ms:>8.0f}{m.p95_ms:>8.0f}{m.p99_ms:>8.0f}{m.max_ms:>8.0f}{m.pss_mb:>7.0f}{m.processes:>6}"
-            f"  {_kinds(m)}"
+            f"{m.backend:<11}{m.concurrency:>7} {m.config:<9}{m.operation:<11}{m.requests:>6}{m.rps:>7.1f}"
+            f"{call:>24}{attempt:>23}{m.shed:>6}{m.retries_max:>8}{m.pss_mb:>7.0f}{m.processes:>6}  {_kinds(m)}"
         )
     lines.append("")
     lines.append(
@@ -542,9 +646,9 @@ def measure_backend(backend: str, levels: list[int], args: argparse.Namespace) -
     with contextlib.ExitStack() as stack:
         env = stack.enter_context(database_server(backend, max_connections))
         servers = []
-        for config in CONFIGS:
+        for config in args.configs:
             uri = stack.enter_context(fresh_database(backend, env))
-            servers.append(stack.enter_context(running_server(config, backend, uri, max_connections)))
+            servers.append(stack.enter_context(running_server(config, backend, uri, max_connections, args.role_vars)))
         for server in servers:
             # The defaults start job-runner processes: measure once everything is idle.
             waited = settle(server.proc.pid)
@@ -577,13 +681,28 @@ def measure_backend(backend: str, levels: list[int], args: argparse.Namespace) -
                     m.processes = len(tree_pids(server.proc.pid))
                     out.append(m)
                     print(
-                        f"{backend}/{level}/{server.config}/{op}: {m.requests} req, {m.rps} req/s, p95 {m.p95_ms} ms,"
-                        f" p99 {m.p99_ms} ms, max {m.max_ms} ms, errors {_kinds(m)}, PSS {m.pss_mb} MB,"
-                        f" load {os.getloadavg()[0]:.1f}",
+                        f"{backend}/{level}/{server.config}/{op}: {m.requests} calls, {m.rps} req/s, call p95"
+                        f" {m.p95_ms} ms, max {m.max_ms} ms; attempt p95 {m.attempt_p95_ms} ms, max"
+                        f" {m.attempt_max_ms} ms; shed {m.shed}, retries max {m.retries_max}, errors {_kinds(m)},"
+                        f" PSS {m.pss_mb} MB, load {os.getloadavg()[0]:.1f}",
                         file=sys.stderr,
                         flush=True,
                     )
         return out
+
+
+def _role_var(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("mlflow_server_"):
+        raise argparse.ArgumentTypeError(f"not mlflow_server_NAME=VALUE: {text!r}")
+    return name, yaml.safe_load(value)
+
+
+def _configs(text: str) -> list[str]:
+    configs = [word for word in text.split(",") if word]
+    if not configs or set(configs) - set(CONFIGS):
+        raise argparse.ArgumentTypeError(f"choose from {CONFIGS}: {text!r}")
+    return configs
 
 
 def _levels(text: str) -> list[int]:
@@ -622,7 +741,19 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="max_connections of the database servers (default: the database role's database_max_connections)",
     )
+    parser.add_argument(
+        "--role-var",
+        type=_role_var,
+        action="append",
+        default=[],
+        metavar="mlflow_server_NAME=VALUE",
+        help="a role variable for the role's server (repeatable), e.g. mlflow_server_request_concurrency=4",
+    )
+    parser.add_argument(
+        "--configs", type=_configs, default=list(CONFIGS), help="role,defaults (default both; one to tune)"
+    )
     args = parser.parse_args(argv)
+    args.role_vars = dict(args.role_var)
     backends = [b for b in args.backends.split(",") if b]
     unknown = set(backends) - set(BACKENDS)
     if unknown:

@@ -10,12 +10,16 @@ a Host header the role allowed gets through, any other gets 403.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +29,7 @@ import pytest
 import requests
 import sqlalchemy
 import yaml
+from mlflow.entities import Metric
 from selenium.common.exceptions import TimeoutException
 
 from benchmarks import _role
@@ -84,6 +89,8 @@ def _role_vars(tmp_path: Path, port: int, **extra: object) -> dict[str, object]:
         "mlflow_server_port": port,
         "mlflow_server_artifacts_mount_path": str(tmp_path / "artifacts"),
         "mlflow_server_auth_config_dir": str(tmp_path),
+        # the admission gate's ConfigMap volume is written there (benchmarks/_role.py), as the kubelet would
+        "mlflow_server_admission_gate_mount_path": str(tmp_path / "admission-gate"),
         "mlflow_server_node_port": NODE_PORT,
         "cluster_node_addresses": [NODE_ADDRESS],
         **extra,
@@ -243,10 +250,18 @@ def test_rendered_basic_auth_server_behind_a_static_prefix(
         assert done.returncode == 0, (init, done.stdout + done.stderr)
     ini = tmp_path / "basic_auth.ini"
     assert oct(ini.stat().st_mode & 0o777) == "0o600"
+    # The init container created the auth schema and the admin, once, before any worker starts:
+    # behind the admission gate `mlflow server` does not (it does only for --app-name basic-auth),
+    # and two workers must not race for it.
+    assert _auth_users(auth_database) == ["admin"]
+    again = _run_init(manifests, "auth-config", secret_values, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
 
     argv, env = _role.server_command(manifests, secret_values)
     assert argv[argv.index("--static-prefix") + 1] == "/mlflow"
-    assert argv[argv.index("--app-name") + 1] == "basic-auth"
+    # basic auth's app behind the admission gate, loaded from the ConfigMap's entry point
+    assert argv[argv.index("--app-name") + 1] == "admission-gate-basic-auth"
+    assert env["PYTHONPATH"] == str(tmp_path / "admission-gate")
     url = rendered_server(argv, env, "/mlflow")
     base = f"{url}/mlflow"
     search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
@@ -276,14 +291,17 @@ def test_rendered_basic_auth_server_behind_a_static_prefix(
     )
     assert done.rc == 0, done.summary()
     assert done.changed == 0, done.summary()
-    # The auth store was created by the server in its own database.
-    engine = sqlalchemy.create_engine(auth_database)
+    # One admin, in the auth store's own database, after two workers started.
+    assert _auth_users(auth_database) == ["admin"]
+
+
+def _auth_users(uri: str) -> list[str]:
+    engine = sqlalchemy.create_engine(uri)
     try:
         with engine.connect() as conn:
-            users = conn.execute(sqlalchemy.text("SELECT username FROM users")).scalars().all()
+            return conn.execute(sqlalchemy.text("SELECT username FROM users")).scalars().all()
     finally:
         engine.dispose()
-    assert users == ["admin"]
 
 
 # --------------------------------------------------------------------------- the UI in a browser
@@ -431,45 +449,90 @@ def _render_error(tmp_path: Path, **role_vars: object) -> str:
 
 @pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_role_refuses_a_pool_that_can_deadlock_log_batch(tmp_path: Path) -> None:
-    # MLflow's old per-worker pool: 10 + 10 for 40 request threads that hold two connections each.
-    message = _render_error(tmp_path, mlflow_server_db_pool_size=10, mlflow_server_db_max_overflow=10)
+    # Without the gate: MLflow's old per-worker pool, 10 + 10 for 40 request threads that hold two connections each.
+    message = _render_error(
+        tmp_path, mlflow_server_admission_gate=False, mlflow_server_db_pool_size=10, mlflow_server_db_max_overflow=10
+    )
     assert "mlflow_server_db_pool_size + mlflow_server_db_max_overflow = 10 + 10 = 20" in message, message
-    assert "2 connections x 40 request threads per worker = 80" in message, message
+    assert "2 connections x 40 request threads per worker (no admission gate) = 80" in message, message
     assert "mlflow_server_db_max_overflow to at least 70" in message, message
+    # Behind the gate the pool follows K: 16 requests a worker need 32.
+    message = _render_error(
+        tmp_path, mlflow_server_request_concurrency=16, mlflow_server_db_pool_size=10, mlflow_server_db_max_overflow=10
+    )
+    assert "= 10 + 10 = 20 is less than 2 connections x 16 requests per worker" in message, message
+    assert "(mlflow_server_request_concurrency, the admission gate) = 32" in message, message
+    assert "mlflow_server_db_max_overflow to at least 22, or lower mlflow_server_request_concurrency" in message, (
+        message
+    )
+
+
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
+@pytest.mark.parametrize(
+    ("role_vars", "expected"),
+    [
+        ({"mlflow_server_request_concurrency": 41}, "mlflow_server_request_concurrency must be 1..40"),
+        ({"mlflow_server_request_concurrency": 0}, "(now 0)"),
+        ({"mlflow_server_request_queue_seconds": 0}, "mlflow_server_request_queue_seconds must be 1..60 (now 0)"),
+        ({"mlflow_server_request_queue_seconds": 61}, "(now 61)"),
+        (
+            {
+                "mlflow_server_auth_enabled": True,
+                "database_auth_uri_secret_name": AUTH_URI_SECRET[0],
+                "mlflow_server_job_execution": True,
+            },
+            "mlflow_server_auth_enabled with mlflow_server_job_execution needs mlflow_server_admission_gate=false",
+        ),
+    ],
+)
+def test_role_refuses_admission_gate_settings_out_of_range(
+    tmp_path: Path, role_vars: dict[str, object], expected: str
+) -> None:
+    message = _render_error(tmp_path, **role_vars)
+    assert expected in message, message
 
 
 @pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_role_refuses_more_connections_than_the_database_accepts(tmp_path: Path) -> None:
-    # The database role's fact: a database that accepts 100 connections, a server that may open 160 + 10.
-    message = _render_error(tmp_path, database_connection_limit=100)
-    assert "1 pods (1 replicas) x 2 workers (mlflow_server_workers) x 80 connections per worker" in message, message
-    assert "= 160, plus mlflow_server_db_connection_headroom 10 = 170" in message, message
-    assert "max_connections 100" in message and "database_max_connections to at least 170" in message, message
-    # Basic auth's store has its own engine (one connection per request thread); a rolling
-    # update (ReadWriteMany) runs one pod more than the replicas.
+    # The database role's fact: a database that accepts 40 connections, a server that may open
+    # 2 workers x 2 connections x 8 requests (the gate's K) + 10.
+    message = _render_error(tmp_path, database_connection_limit=40)
+    assert "1 pods (1 replicas) x 2 workers (mlflow_server_workers) x 16 connections per worker" in message, message
+    assert "= 32, plus mlflow_server_db_connection_headroom 10 = 42" in message, message
+    assert "max_connections 40" in message and "database_max_connections to at least 42" in message, message
+    assert "or mlflow_server_request_concurrency" in message, message
+    # Without the gate every request thread may hold two: 2 x 80 + 10.
+    message = _render_error(tmp_path, database_connection_limit=100, mlflow_server_admission_gate=False)
+    assert "x 80 connections per worker" in message and "= 160, plus" in message, message
+    # Basic auth's store has its own engine (one connection per request thread, at most its
+    # pool of 20 + 1); a rolling update (ReadWriteMany) runs one pod more than the replicas.
     message = _render_error(
         tmp_path,
-        database_connection_limit=300,
+        database_connection_limit=200,
         mlflow_server_auth_enabled=True,
         database_auth_uri_secret_name=AUTH_URI_SECRET[0],
         storage_artifacts_access_modes=["ReadWriteMany"],
         mlflow_server_replicas=2,
     )
     assert "3 pods (2 replicas + 1 rolling-update surge) x 2 workers" in message, message
-    assert "x 120 connections per worker (80 for the tracking store + 40 for basic auth) = 720" in message, message
+    assert "x 37 connections per worker (16 for the tracking store + 21 for basic auth) = 222" in message, message
 
 
 @pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_role_sizing_fits_the_database_role_defaults(tmp_path: Path) -> None:
     defaults = yaml.safe_load((ROOT / "roles" / "database" / "defaults" / "main.yml").read_text())
     limit = int(defaults["database_max_connections"])
-    for extra in ({}, {"mlflow_server_auth_enabled": True, "database_auth_uri_secret_name": AUTH_URI_SECRET[0]}):
+    auth = {"mlflow_server_auth_enabled": True, "database_auth_uri_secret_name": AUTH_URI_SECRET[0]}
+    for extra, requests_per_worker in (({}, 8), (auth, 8), ({"mlflow_server_admission_gate": False}, 40)):
         manifests = _role.render_manifests(_role_vars(tmp_path, 5000, database_connection_limit=limit, **extra))
         env = {
             e["name"]: e.get("value")
             for e in _role.deployment(manifests)["spec"]["template"]["spec"]["containers"][0]["env"]
         }
-        assert int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]) >= 80
+        pool = int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"])
+        assert pool >= 2 * requests_per_worker, (extra, env)
+        if requests_per_worker < 40:
+            assert env["MLFLOW_K8S_ADMISSION_CONCURRENCY"] == str(requests_per_worker)
 
 
 def test_rendered_server_serves_more_log_batch_clients_than_request_threads(
@@ -479,8 +542,12 @@ def test_rendered_server_serves_more_log_batch_clients_than_request_threads(
     holding two pooled connections. With a pool below 2 x 40 (MLflow's 5 + 10, or 10 + 10)
     the threads hold one connection each and wait for a second: SQLAlchemy's pool timeout
     fails them after 30 s. With the role's pool every request succeeds; the excess waits its turn."""
-    manifests = _role.render_manifests(_role_vars(tmp_path, 5000, mlflow_server_workers=1))
+    # Without the admission gate (which would queue the excess and shed it with 503): the pool rule alone.
+    manifests = _role.render_manifests(
+        _role_vars(tmp_path, 5000, mlflow_server_workers=1, mlflow_server_admission_gate=False)
+    )
     args, env = _role.server_args_and_env(manifests, {URI_SECRET: mysql_backend_uri})
+    assert "--app-name" not in args
     server = mlflow_server(mysql_backend_uri, args=args, env=env)
     experiment = requests.post(
         f"{server.url}/api/2.0/mlflow/experiments/create", json={"name": "pool"}, timeout=60
@@ -509,3 +576,183 @@ def test_rendered_server_serves_more_log_batch_clients_than_request_threads(
         answers = [a for result in pool.map(log_batch, range(clients)) for a in result]
     failed = [a for a in answers if a[0] != 200]
     assert not failed, f"{len(failed)} of {len(answers)} log-batch requests failed: {failed[:3]}"
+
+
+# --------------------------------------------------------------------------- the admission gate
+
+GATE_FILE = ROOT / "roles" / "mlflow_server" / "files" / "mlflow_k8s_admission.py"
+
+
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
+def test_rendered_gate_configmap_carries_the_repo_file_and_rolls_the_pods(tmp_path: Path) -> None:
+    """The ConfigMap holds files/mlflow_k8s_admission.py as it is, and the dist-info whose
+    entry points `mlflow server --app-name` finds; the pod mounts it on PYTHONPATH with K and W
+    as env, and its template carries the checksum of that content (new content, new pods)."""
+    manifests = _role.render_manifests(
+        _role_vars(tmp_path, 5000, mlflow_server_request_concurrency=12, mlflow_server_request_queue_seconds=7)
+    )
+    config_map = next(m for m in manifests if m["kind"] == "ConfigMap")
+    assert config_map["metadata"]["name"] == "mlflow-server-admission-gate"
+    assert config_map["data"]["mlflow_k8s_admission.py"] == GATE_FILE.read_text()
+    assert "admission-gate = mlflow_k8s_admission:create_app" in config_map["data"]["entry_points.txt"]
+    assert [m["kind"] for m in manifests].index("ConfigMap") < [m["kind"] for m in manifests].index("Deployment")
+    template = _role.deployment(manifests)["spec"]["template"]
+    volume = next(v for v in template["spec"]["volumes"] if v["name"] == "admission-gate")
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    assert {i["path"] for i in volume["configMap"]["items"]} == {
+        "mlflow_k8s_admission.py",
+        "mlflow_k8s_admission-1.0.dist-info/METADATA",
+        "mlflow_k8s_admission-1.0.dist-info/entry_points.txt",
+    }
+    container = template["spec"]["containers"][0]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "admission-gate")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PYTHONPATH"] == mount["mountPath"] and mount["readOnly"] is True
+    assert (env["MLFLOW_K8S_ADMISSION_CONCURRENCY"], env["MLFLOW_K8S_ADMISSION_QUEUE_SECONDS"]) == ("12", "7")
+    assert container["args"][container["args"].index("--app-name") + 1] == "admission-gate"
+    checksum = template["metadata"]["annotations"]["mlops.mlflow-k8s/admission-gate-checksum"]
+    assert checksum == hashlib.sha256(json.dumps(config_map["data"]).encode()).hexdigest()
+
+    # Off: MLflow's own app, no ConfigMap, no volume (the behaviour before the gate).
+    off = _role.render_manifests(_role_vars(tmp_path, 5000, mlflow_server_admission_gate=False))
+    assert "ConfigMap" not in [m["kind"] for m in off]
+    template = _role.deployment(off)["spec"]["template"]
+    assert "--app-name" not in template["spec"]["containers"][0]["args"]
+    assert "admission-gate" not in json.dumps(template)
+
+
+class _SlowUpload:
+    """An artifact upload through the server's proxy that announces ``size`` bytes and sends 1 kB:
+    it stays inside MLflow (holding one of the gate's slots) until ``finish``."""
+
+    def __init__(self, url: str, name: str, size: int = 1_000_000) -> None:
+        parts = urlsplit(url)
+        self.size, self.sent = size, 1024
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=120)
+        head = (
+            f"PUT /api/2.0/mlflow-artifacts/artifacts/gate/{name}.bin HTTP/1.1\r\n"
+            f"Host: {parts.netloc}\r\nContent-Length: {size}\r\n\r\n"
+        )
+        self.sock.sendall(head.encode() + b"x" * self.sent)
+
+    def status(self) -> tuple[int, dict[str, str]]:
+        """The answer's status and headers (read as far as the blank line)."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        lines = data.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+        return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}
+
+    def finish(self) -> int:
+        self.sock.sendall(b"x" * (self.size - self.sent))
+        try:
+            return self.status()[0]
+        finally:
+            self.sock.close()
+
+
+def _gated_server(backend_uri: str, rendered_server: Callable[..., str], tmp_path: Path, **role_vars: object) -> str:
+    manifests = _role.render_manifests(_role_vars(tmp_path, free_port(), mlflow_server_workers=1, **role_vars))
+    argv, env = _role.server_command(manifests, {URI_SECRET: backend_uri})
+    assert argv[argv.index("--app-name") + 1] == "admission-gate"
+    return rendered_server(argv, env)
+
+
+def test_gate_holds_at_most_k_and_sheds_the_rest_fast_with_retry_after(
+    postgres_backend_uri: str, rendered_server: Callable[..., str], tmp_path: Path
+) -> None:
+    """The rendered server with the gate loaded through --app-name from the ConfigMap's content
+    (written as the volume would be, PYTHONPATH as the pod sets it), one worker, K = 2, W = 2 s:
+    two slow uploads take both slots; a third request waits W and gets 503 with Retry-After and
+    MLflow's error body, never a 30 s hang; /health answers meanwhile; when the uploads finish,
+    requests go through again."""
+    queue_seconds = 2
+    url = _gated_server(
+        postgres_backend_uri,
+        rendered_server,
+        tmp_path,
+        mlflow_server_request_concurrency=2,
+        mlflow_server_request_queue_seconds=queue_seconds,
+    )
+    search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(search, timeout=30).status_code == 200
+    held = [_SlowUpload(url, f"held-{i}") for i in range(2)]
+    # A third upload queues behind them and is shed after W: at most K inside at once.
+    third = _SlowUpload(url, "third")
+    began = time.monotonic()
+    status, headers = third.status()
+    waited = time.monotonic() - began
+    third.sock.close()
+    assert status == 503, (status, headers)
+    assert int(headers["retry-after"]) >= 1
+    assert waited < queue_seconds + 30, f"the shed answer took {waited:.1f} s"  # loose: not a 30 s pool hang
+
+    answer = requests.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": "shed"}, timeout=60)
+    assert answer.status_code == 503, answer.text[:300]
+    assert answer.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert int(answer.headers["Retry-After"]) >= 1
+    # never held: the probes and the UI
+    assert requests.get(f"{url}/health", timeout=30).status_code == 200
+    assert requests.get(f"{url}/version", timeout=30).status_code == 200
+    assert requests.get(f"{url}/", timeout=30).status_code == 200
+
+    assert [upload.finish() for upload in held] == [200, 200]
+    assert requests.get(search, timeout=30).status_code == 200
+    # the shed create never reached MLflow
+    assert (
+        requests.get(f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=shed", timeout=30).status_code
+        == 404
+    )
+
+
+def test_mlflow_client_with_default_retries_completes_every_call_behind_a_full_gate(
+    postgres_backend_uri: str,
+    rendered_server: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """K = 1, W = 1 s, one worker, its slot held by a slow upload: eight MlflowClient().log_batch
+    callers are shed with 503 + Retry-After, MLflow's client (its default 7 retries, Retry-After
+    honoured, POST retried) sleeps and retries, and once the slot is free every call completes."""
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER"):
+        monkeypatch.delenv(name, raising=False)
+    url = _gated_server(
+        postgres_backend_uri,
+        rendered_server,
+        tmp_path,
+        mlflow_server_request_concurrency=1,
+        mlflow_server_request_queue_seconds=1,
+    )
+    client = mlflow.MlflowClient(tracking_uri=url)
+    run_id = client.create_run(client.create_experiment(f"gate-{secrets.token_hex(4)}")).info.run_id
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+
+    def retried() -> int:
+        return sum("Incremented Retry" in r.getMessage() for r in caplog.records)
+
+    holder = _SlowUpload(url, "holder")
+    callers = 8
+
+    def log(caller: int) -> None:
+        for step in range(2):
+            metrics = [Metric(f"m{caller}", float(i), 0, step * 100 + i) for i in range(100)]
+            client.log_batch(run_id, metrics=metrics)
+
+    with concurrent.futures.ThreadPoolExecutor(callers) as pool:
+        calls = [pool.submit(log, caller) for caller in range(callers)]
+        # the slot stays held until MLflow's client has been shed and retried at least once
+        for _poll in range(600):
+            if retried() or all(c.done() for c in calls):
+                break
+            time.sleep(0.1)
+        assert holder.finish() == 200
+        failures = [c.exception() for c in calls if c.exception() is not None]
+    assert not failures, failures[:3]
+    assert retried() > 0, "MLflow's client was never shed: the gate did not hold the excess"
+    history = client.get_metric_history(run_id, "m0")
+    assert len(history) == 200

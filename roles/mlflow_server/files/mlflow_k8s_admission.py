@@ -1,0 +1,251 @@
+"""Per-worker admission gate for MLflow's tracking server (the mlflow_server role's ConfigMap).
+
+``mlflow server --app-name admission-gate`` (or ``admission-gate-basic-auth``) finds this module
+through the ``mlflow.app`` entry point of the dist-info next to it (both mounted from one
+ConfigMap on a directory in ``PYTHONPATH``); the factory wraps MLflow's own ASGI app
+(``mlflow.server.fastapi_app:app``, or basic auth's ``mlflow.server.auth:create_app()``) in
+:class:`AdmissionGate`, once in each uvicorn worker.
+
+The gate lets at most ``MLFLOW_K8S_ADMISSION_CONCURRENCY`` (K) API requests into MLflow at once
+in this worker. A request beyond that waits in the event loop (no thread) for a free slot, first
+come first served, at most ``MLFLOW_K8S_ADMISSION_QUEUE_SECONDS`` (W); past W it is answered at
+once with ``503``, ``Retry-After: <seconds>`` and MLflow's JSON error body
+(``TEMPORARILY_UNAVAILABLE``), which MLflow's client retries after that many seconds. The
+health, version and metrics endpoints and the UI's static files are never held.
+
+Only the standard library at import time: ``mlflow server`` imports this module in its own
+process to see that the entry point is a factory, before any worker exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CONCURRENCY_ENV = "MLFLOW_K8S_ADMISSION_CONCURRENCY"
+QUEUE_SECONDS_ENV = "MLFLOW_K8S_ADMISSION_QUEUE_SECONDS"
+# What `mlflow server --static-prefix` hands its workers (mlflow.server.handlers.STATIC_PREFIX_ENV_VAR).
+STATIC_PREFIX_ENV = "_MLFLOW_STATIC_PREFIX"
+
+# anyio's default thread limiter: the most Flask requests one worker runs at once.
+MAX_CONCURRENCY = 40
+MAX_QUEUE_SECONDS = 60.0
+# Retry-After bounds: 0 would make urllib3 fall back to its own backoff (it sleeps only on a
+# non-zero value); past a minute a client learns nothing new by sleeping longer.
+RETRY_AFTER_MIN = 1
+RETRY_AFTER_MAX = 60
+# The service time assumed before the first request of this worker has finished.
+INITIAL_SERVICE_SECONDS = 1.0
+SERVICE_TIME_WEIGHT = 0.2
+# A shed request's body is read (and dropped) up to this size and for at most the queue time, so
+# the client, still sending, reads the 503 instead of a reset connection; a larger or slower
+# upload gets the 503 and a closed connection.
+DRAIN_LIMIT = 8 * 1024 * 1024
+
+# Never held: probes, the version, Prometheus (registered without the prefix) and the UI.
+EXEMPT_PATHS = frozenset({"/", "/health", "/version", "/metrics"})
+EXEMPT_PREFIXES = ("/static-files/",)
+
+
+def is_gated(path: str, static_prefix: str = "") -> bool:
+    """Whether a request for ``path`` passes through the gate: everything but the exempt paths,
+    below ``static_prefix`` when the server has one."""
+    prefix = static_prefix.rstrip("/")
+    if prefix and (path == prefix or path.startswith(prefix + "/")):
+        path = path[len(prefix) :] or "/"
+    return path not in EXEMPT_PATHS and not path.startswith(EXEMPT_PREFIXES)
+
+
+def retry_after(ahead: int, concurrency: int, service_seconds: float) -> int:
+    """Seconds a shed request should wait before it comes back: the time this worker needs, at
+    its current pace (``concurrency`` slots, ``service_seconds`` a request), to serve the
+    ``ahead`` requests before it (queued, and shed earlier and not back yet) and this one,
+    rounded up and clamped to [RETRY_AFTER_MIN, RETRY_AFTER_MAX]. It grows with the load, so
+    clients come back about when there is room and do not spend their retries."""
+    seconds = (max(ahead, 0) + 1) * max(service_seconds, 0.0) / max(concurrency, 1)
+    return min(RETRY_AFTER_MAX, max(RETRY_AFTER_MIN, math.ceil(seconds)))
+
+
+def settings_from_env(environ: MutableMapping[str, str] | None = None) -> dict[str, Any]:
+    """K, W and the static prefix from the environment the role renders; a clear error otherwise."""
+    environ = os.environ if environ is None else environ
+    try:
+        concurrency = int(environ.get(CONCURRENCY_ENV, "8"))
+        queue_seconds = float(environ.get(QUEUE_SECONDS_ENV, "2"))
+    except ValueError as exc:
+        raise ValueError(f"{CONCURRENCY_ENV} must be an integer and {QUEUE_SECONDS_ENV} a number: {exc}") from None
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValueError(f"{CONCURRENCY_ENV}={concurrency}: must be 1..{MAX_CONCURRENCY}")
+    if not 0 < queue_seconds <= MAX_QUEUE_SECONDS:
+        raise ValueError(f"{QUEUE_SECONDS_ENV}={queue_seconds:g}: must be > 0 and <= {MAX_QUEUE_SECONDS:g}")
+    return {
+        "concurrency": concurrency,
+        "queue_seconds": queue_seconds,
+        "static_prefix": environ.get(STATIC_PREFIX_ENV, ""),
+    }
+
+
+class AdmissionGate:
+    """ASGI middleware: at most ``concurrency`` gated requests in ``app`` at once, a FIFO queue
+    of at most ``queue_seconds`` in front of it, 503 with Retry-After past that. Runs in one
+    event loop (one uvicorn worker): no locks."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        concurrency: int,
+        queue_seconds: float,
+        static_prefix: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.concurrency = concurrency
+        self.queue_seconds = queue_seconds
+        self.static_prefix = static_prefix
+        self.clock = clock
+        self.busy = 0  # slots taken, including those handed to a waiter that has not resumed yet
+        self.in_flight: dict[int, float] = {}  # request number -> start
+        self.waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
+        self.returning: collections.deque[float] = collections.deque()  # when shed requests come back
+        self.service_seconds = INITIAL_SERVICE_SECONDS
+        self.admitted = 0
+        self.shed = 0
+        self._next = 0
+
+    # ---------------------------------------------------------------- slots
+
+    async def _acquire(self) -> int | None:
+        """A slot number, or None when none came free within queue_seconds."""
+        if self.busy < self.concurrency and not self.waiters:
+            self.busy += 1
+        else:
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[bool] = loop.create_future()
+            self.waiters.append(waiter)
+            timer = loop.call_later(self.queue_seconds, lambda: waiter.done() or waiter.set_result(False))
+            try:
+                granted = await waiter
+            except BaseException:
+                # cancelled while waiting: a slot handed to it meanwhile goes on to the next
+                if waiter.done() and not waiter.cancelled() and waiter.result():
+                    self._free()
+                raise
+            finally:
+                timer.cancel()
+                if waiter in self.waiters:
+                    self.waiters.remove(waiter)
+            if not granted:
+                return None
+        self._next += 1
+        self.in_flight[self._next] = self.clock()
+        self.admitted += 1
+        return self._next
+
+    def _free(self) -> None:
+        """A slot came free: it goes to the first request still waiting (reserved at once, so no
+        newcomer takes it before that request resumes), else back to the pool."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+        self.busy -= 1
+
+    def _release(self, slot: int) -> None:
+        took = self.clock() - self.in_flight.pop(slot)
+        self.service_seconds += SERVICE_TIME_WEIGHT * (took - self.service_seconds)
+        self._free()
+
+    def retry_after(self) -> int:
+        """Retry-After for a request shed now (see :func:`retry_after`)."""
+        now = self.clock()
+        while self.returning and self.returning[0] <= now:
+            self.returning.popleft()
+        # A request in flight for longer than the average says more about the pace than the average.
+        oldest = now - min(self.in_flight.values()) if self.in_flight else 0.0
+        seconds = retry_after(
+            len(self.waiters) + len(self.returning), self.concurrency, max(self.service_seconds, oldest)
+        )
+        back = now + seconds
+        # kept sorted: most requests are shed with a Retry-After at least as late as the last
+        index = len(self.returning)
+        while index and self.returning[index - 1] > back:
+            index -= 1
+        self.returning.insert(index, back)
+        return seconds
+
+    # ---------------------------------------------------------------- ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_gated(scope.get("path", ""), self.static_prefix):
+            await self.app(scope, receive, send)
+            return
+        slot = await self._acquire()
+        if slot is None:
+            await self._reject(receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._release(slot)
+
+    async def _reject(self, receive: Receive, send: Send) -> None:
+        self.shed += 1
+        seconds = self.retry_after()
+        read, more, close = 0, True, False
+        until = self.clock() + self.queue_seconds
+        while more:
+            try:
+                message = await asyncio.wait_for(receive(), max(until - self.clock(), 0.0))
+            except TimeoutError:
+                close = True  # a client this slow gets its answer now
+                break
+            if message["type"] != "http.request":
+                return  # the client went away
+            read += len(message.get("body", b""))
+            more = message.get("more_body", False)
+            if more and read > DRAIN_LIMIT:
+                close = True
+                break
+        body = json.dumps(
+            {
+                "error_code": "TEMPORARILY_UNAVAILABLE",
+                "message": f"The tracking server is busy: {self.concurrency} requests in progress on this worker"
+                f" and no slot came free within {self.queue_seconds:g} s. Retry after {seconds} s.",
+            }
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(seconds).encode()),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app() -> AdmissionGate:
+    """`mlflow server --app-name admission-gate`: MLflow's ASGI app behind the gate."""
+    from mlflow.server.fastapi_app import app  # noqa: PLC0415 - heavy: in the worker only, not in `mlflow server`
+
+    return AdmissionGate(app, **settings_from_env())
+
+
+def create_auth_app() -> AdmissionGate:
+    """`mlflow server --app-name admission-gate-basic-auth`: basic auth's app behind the gate."""
+    from mlflow.server.auth import create_app as create_basic_auth_app  # noqa: PLC0415 - in the worker only
+
+    return AdmissionGate(create_basic_auth_app(), **settings_from_env())

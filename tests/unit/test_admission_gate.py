@@ -1,0 +1,206 @@
+"""The admission gate's pure parts and its ASGI behaviour around a stand-in app: the module the
+mlflow_server role ships in its ConfigMap (roles/mlflow_server/files/mlflow_k8s_admission.py),
+imported from that very file. On a real `mlflow server`: tests/services/test_mlflow_server_role.py."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GATE_FILE = ROOT / "roles" / "mlflow_server" / "files" / "mlflow_k8s_admission.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("mlflow_k8s_admission", GATE_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("mlflow_k8s_admission", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+gate = _load()
+
+
+@pytest.mark.parametrize(
+    ("path", "prefix", "gated"),
+    [
+        ("/api/2.0/mlflow/runs/log-batch", "", True),
+        ("/ajax-api/2.0/mlflow/runs/search", "", True),
+        ("/api/2.0/mlflow-artifacts/artifacts/1/a/model.pkl", "", True),
+        ("/graphql", "", True),
+        ("/get-artifact", "", True),
+        ("/health", "", False),
+        ("/version", "", False),
+        ("/metrics", "", False),
+        ("/static-files/static/js/main.js", "", False),
+        ("/", "", False),
+        ("/mlflow/api/2.0/mlflow/runs/log-batch", "/mlflow", True),
+        ("/mlflow/health", "/mlflow", False),
+        ("/mlflow/version", "/mlflow/", False),
+        ("/mlflow/static-files/favicon.ico", "/mlflow", False),
+        ("/mlflow", "/mlflow", False),
+        ("/mlflow/", "/mlflow", False),
+        # Prometheus registers /metrics without the prefix
+        ("/metrics", "/mlflow", False),
+        # the prefix only strips whole segments: /mlflowx/health is another path
+        ("/mlflowx/health", "/mlflow", True),
+    ],
+)
+def test_which_paths_pass_through_the_gate(path: str, prefix: str, gated: bool) -> None:
+    assert gate.is_gated(path, prefix) is gated
+
+
+def test_retry_after_is_the_time_to_serve_what_is_ahead() -> None:
+    # 15 ahead + this one, 8 slots, 4 s a request: 16 x 4 / 8 = 8 s
+    assert gate.retry_after(15, 8, 4.0) == 8
+    # rounded up, never 0 (urllib3 ignores Retry-After: 0 and falls back to its own backoff)
+    assert gate.retry_after(0, 8, 0.1) == 1
+    assert gate.retry_after(0, 8, 0.0) == gate.RETRY_AFTER_MIN
+    assert gate.retry_after(2, 1, 1.5) == 5  # ceil(4.5)
+    # clamped: a client learns nothing by sleeping past a minute
+    assert gate.retry_after(10_000, 1, 30.0) == gate.RETRY_AFTER_MAX
+
+
+def test_retry_after_grows_with_the_load() -> None:
+    values = [gate.retry_after(ahead, 8, 3.0) for ahead in (0, 10, 40, 100, 150)]
+    assert values == sorted(values)
+    assert values[0] < values[-1]
+
+
+def test_settings_from_the_role_env() -> None:
+    env = {gate.CONCURRENCY_ENV: "4", gate.QUEUE_SECONDS_ENV: "2", gate.STATIC_PREFIX_ENV: "/mlflow"}
+    assert gate.settings_from_env(env) == {"concurrency": 4, "queue_seconds": 2.0, "static_prefix": "/mlflow"}
+    for bad, named in (
+        ({gate.CONCURRENCY_ENV: "0"}, gate.CONCURRENCY_ENV),
+        ({gate.CONCURRENCY_ENV: "41"}, gate.CONCURRENCY_ENV),
+        ({gate.QUEUE_SECONDS_ENV: "0"}, gate.QUEUE_SECONDS_ENV),
+        ({gate.QUEUE_SECONDS_ENV: "61"}, gate.QUEUE_SECONDS_ENV),
+        ({gate.CONCURRENCY_ENV: "many"}, gate.CONCURRENCY_ENV),
+    ):
+        with pytest.raises(ValueError, match=named):
+            gate.settings_from_env(bad)
+
+
+# --------------------------------------------------------------------------- ASGI behaviour
+
+
+class SlowApp:
+    """An ASGI app whose requests each wait until released; counts how many are inside at once."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.most = 0
+        self.release = asyncio.Event()
+        self.order: list[str] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.inside += 1
+        self.most = max(self.most, self.inside)
+        self.order.append(scope["path"])
+        try:
+            if "/hold" in scope["path"]:
+                await self.release.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+        finally:
+            self.inside -= 1
+
+
+async def _request(app, path: str) -> dict:
+    sent: list[dict] = []
+    body = [{"type": "http.request", "body": b'{"run_id": "x"}', "more_body": False}]
+
+    async def receive():
+        return body.pop(0) if body else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await app({"type": "http", "path": path, "method": "POST", "headers": []}, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return {
+        "status": start["status"],
+        "headers": {k.decode(): v.decode() for k, v in start["headers"]},
+        "body": b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"),
+    }
+
+
+def test_at_most_k_inside_the_rest_queue_in_order_or_get_503() -> None:
+    async def scenario():
+        inner = SlowApp()
+        app = gate.AdmissionGate(inner, concurrency=2, queue_seconds=0.5)
+        held = [asyncio.create_task(_request(app, f"/api/hold-{i}")) for i in range(2)]
+        await asyncio.sleep(0.05)
+        queued = [asyncio.create_task(_request(app, f"/api/hold-queued-{i}")) for i in range(2)]
+        await asyncio.sleep(0.05)
+        # full: /health is not held back; the queued requests go in when the first two finish
+        health = await _request(app, "/health")
+        most_while_full = inner.most
+        inner.release.set()
+        done = await asyncio.gather(*held, *queued)
+        # full again, nothing released: another API request is shed after the queue time
+        inner.release.clear()
+        again = [asyncio.create_task(_request(app, f"/api/hold-again-{i}")) for i in range(2)]
+        await asyncio.sleep(0.05)
+        shed = await _request(app, "/api/shed")
+        inner.release.set()
+        await asyncio.gather(*again)
+        return inner, app, health, most_while_full, shed, done
+
+    inner, app, health, most_while_full, shed, done = asyncio.run(scenario())
+    assert health["status"] == 200
+    assert most_while_full == 3, "only /health went in beside the two held requests"
+    assert inner.most == 3
+    assert [d["status"] for d in done] == [200, 200, 200, 200]
+    # the two queued waited their turn, first come first served
+    api = [p for p in inner.order if p.startswith("/api/")]
+    assert api[:4] == ["/api/hold-0", "/api/hold-1", "/api/hold-queued-0", "/api/hold-queued-1"]
+    assert shed["status"] == 503
+    assert "/api/shed" not in inner.order
+    assert int(shed["headers"]["retry-after"]) >= gate.RETRY_AFTER_MIN
+    assert json.loads(shed["body"])["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert (app.admitted, app.shed, app.busy, app.in_flight) == (6, 1, 0, {})
+
+
+def test_retry_after_counts_the_shed_requests_not_back_yet() -> None:
+    async def scenario():
+        inner = SlowApp()
+        app = gate.AdmissionGate(inner, concurrency=1, queue_seconds=0.05)
+        held = asyncio.create_task(_request(app, "/api/hold"))
+        await asyncio.sleep(0.01)
+        answers = [await _request(app, f"/api/shed-{i}") for i in range(5)]
+        inner.release.set()
+        await held
+        return [int(a["headers"]["retry-after"]) for a in answers]
+
+    waits = asyncio.run(scenario())
+    assert waits == sorted(waits), waits
+    assert waits[-1] > waits[0], waits
+
+
+def test_a_slot_freed_while_its_waiter_is_cancelled_goes_to_the_next() -> None:
+    async def scenario():
+        app = gate.AdmissionGate(SlowApp(), concurrency=1, queue_seconds=5)
+        slot = await app._acquire()
+        first = asyncio.create_task(app._acquire())
+        second = asyncio.create_task(app._acquire())
+        await asyncio.sleep(0.01)  # both wait
+        app._release(slot)  # the slot is handed to `first` ...
+        first.cancel()  # ... which goes away before it resumes: `second` gets it
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        got = await second
+        busy_with_one = app.busy
+        app._release(got)
+        return got, busy_with_one, app
+
+    got, busy_with_one, app = asyncio.run(scenario())
+    assert got is not None
+    assert busy_with_one == 1
+    assert (app.busy, app.in_flight, list(app.waiters)) == (0, {}, [])
