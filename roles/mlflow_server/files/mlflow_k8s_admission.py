@@ -209,7 +209,7 @@ class AdmissionGate:
         while more:
             try:
                 message = await asyncio.wait_for(receive(), max(until - self.clock(), 0.0))
-            except TimeoutError:
+            except asyncio.TimeoutError:  # noqa: UP041 - the image may run Python 3.10, where it is not TimeoutError
                 close = True  # a client this slow gets its answer now
                 break
             if message["type"] != "http.request":
