@@ -108,7 +108,6 @@ class Rendered:
                 check=False,
             )
 
-
     def run_artifacts(
         self,
         mode: str,

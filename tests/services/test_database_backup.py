@@ -254,6 +254,14 @@ def test_artifacts_archive_beside_the_dump_restores_byte_for_byte(
 
     server = mlflow_server(uri, artifacts_dir=artifacts)
     assert snapshot(MlflowClient(server.url)) == before
+    server.stop()
+
+    # Restore replaces data by nature; the same dump and archive again give the same result.
+    _ok(rendered.run("restore.sh", creds, backups, env={"RESTORE_FILE": dump}), "restore.sh again")
+    _ok(rendered.run_artifacts("restore", backups, artifacts, env={"RESTORE_FILE": dump}), "restore again")
+    assert _tree(artifacts) == after_files
+    server = mlflow_server(uri, artifacts_dir=artifacts)
+    assert snapshot(MlflowClient(server.url)) == before
 
 
 def test_artifacts_archive_damaged_missing_and_pruned_with_its_dump(

@@ -302,7 +302,10 @@ def _read_runs(base: str, password: str, expected: int):
             "tasks": [
                 {
                     "name": "Read the runs",
-                    "ansible.builtin.include_role": {"name": "mlops.mlflow_k8s.mlflow_server", "tasks_from": "read_runs"},
+                    "ansible.builtin.include_role": {
+                        "name": "mlops.mlflow_k8s.mlflow_server",
+                        "tasks_from": "read_runs",
+                    },
                 }
             ],
         }
