@@ -72,6 +72,15 @@ class Recorder(threading.Thread):
         self.join(5)
 
 
+def _recorded(playbook, k8s, namespace: str, path: str, site: dict, **extra):
+    """Run a playbook (site's vars, no smoke check, ``extra``) with a Recorder watching the
+    namespace: (result, recorder)."""
+    with Recorder(k8s, namespace) as recorder:
+        result = playbook(path, inventory=inventory(), extra_vars={**site, "mlflow_server_smoke": False, **extra})
+        time.sleep(0.3)
+    return result, recorder
+
+
 def first(states, predicate) -> int:
     return next(i for i, s in enumerate(states) if predicate(s))
 
@@ -152,13 +161,7 @@ def test_restore_checks_then_scales_down_restores_and_scales_back(
             "artifacts": f"artifacts-file={ARCHIVE}\nrestored-artifacts=12\n",
         },
     )
-    with Recorder(k8s, namespace) as recorder:
-        result = playbook(
-            "playbooks/restore.yml",
-            inventory=inventory(),
-            extra_vars={**backup_site, "mlflow_server_smoke": False},
-        )
-        time.sleep(0.3)
+    result, recorder = _recorded(playbook, k8s, namespace, "playbooks/restore.yml", backup_site)
     assert result.rc == 0, result.summary()
     states = recorder.states
     check = first(states, lambda s: "mlflow-postgresql-check" in s[2])
@@ -188,13 +191,9 @@ def test_restore_checks_then_scales_down_restores_and_scales_back(
 def test_restore_of_the_database_alone_leaves_the_artifacts(backup_site, playbook, kubelet, k8s, namespace) -> None:
     kubelet.outcome("mlflow-postgresql-check", log=f"restore-file={DUMP}\n")
     kubelet.outcome("mlflow-postgresql-restore", log=f"restore-file={DUMP}\nrestored-runs=3\n")
-    with Recorder(k8s, namespace) as recorder:
-        result = playbook(
-            "playbooks/restore.yml",
-            inventory=inventory(),
-            extra_vars={**backup_site, "mlflow_server_smoke": False, "database_restore_artifacts": False},
-        )
-        time.sleep(0.3)
+    result, recorder = _recorded(
+        playbook, k8s, namespace, "playbooks/restore.yml", backup_site, database_restore_artifacts=False
+    )
     assert result.rc == 0, result.summary()
     pod = recorder.jobs["mlflow-postgresql-restore"].spec.template.spec
     assert not pod.init_containers and [c.name for c in pod.containers] == ["restore"]
@@ -208,17 +207,14 @@ def test_restore_of_a_missing_dump_touches_nothing(backup_site, playbook, kubele
         "fail",
         log="ERROR: /backup/mlflow-postgresql-20990101T000000Z.dump does not exist; dumps there: \n",
     )
-    with Recorder(k8s, namespace) as recorder:
-        result = playbook(
-            "playbooks/restore.yml",
-            inventory=inventory(),
-            extra_vars={
-                **backup_site,
-                "mlflow_server_smoke": False,
-                "database_restore_file": "mlflow-postgresql-20990101T000000Z.dump",
-            },
-        )
-        time.sleep(0.3)
+    result, recorder = _recorded(
+        playbook,
+        k8s,
+        namespace,
+        "playbooks/restore.yml",
+        backup_site,
+        database_restore_file="mlflow-postgresql-20990101T000000Z.dump",
+    )
     assert result.rc != 0
     failure = result.failed_tasks()[0]
     assert "does not exist" in failure.msg, failure.msg
@@ -233,13 +229,9 @@ BACKUP_LOG = {"backup": f"backup-file={DUMP} kept=1\n", "artifacts": f"artifacts
 def test_upgrade_backs_up_then_migrates_once_before_the_rollout(backup_site, playbook, kubelet, k8s, namespace) -> None:
     kubelet.outcome("mlflow-postgresql-backup", log=BACKUP_LOG)
     kubelet.outcome("mlflow-server-db-upgrade", delay=1.0, log="INFO  [alembic.runtime.migration] Running upgrade\n")
-    with Recorder(k8s, namespace) as recorder:
-        result = playbook(
-            "playbooks/upgrade.yml",
-            inventory=inventory(),
-            extra_vars={**backup_site, "mlflow_server_image": NEW_IMAGE, "mlflow_server_smoke": False},
-        )
-        time.sleep(0.3)
+    result, recorder = _recorded(
+        playbook, k8s, namespace, "playbooks/upgrade.yml", backup_site, mlflow_server_image=NEW_IMAGE
+    )
     assert result.rc == 0, result.summary()
     states = recorder.states
     backup = first(states, lambda s: "mlflow-postgresql-backup" in s[2])

@@ -78,6 +78,19 @@ def _database_with_runs(request: pytest.FixtureRequest, engine: str, tmp_path: P
     return uri, _credentials(uri), backups
 
 
+def _served_sample(request: pytest.FixtureRequest, engine: str, mlflow_server, tmp_path: Path):
+    """A real ``mlflow server`` on a fresh database with the sample logged (artifacts in
+    ``tmp_path/artifacts``), and an empty backup directory."""
+    uri = _backend_uri(request, engine)
+    artifacts = tmp_path / "artifacts"
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    server = mlflow_server(uri, artifacts_dir=artifacts)
+    client = MlflowClient(server.url)
+    log_sample(client, "before")
+    return uri, _credentials(uri), artifacts, backups, server, client
+
+
 def _ok(result, what: str) -> str:
     assert result.returncode == 0, f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -100,15 +113,7 @@ def test_scripts_carry_no_credential(rendered: backup_scripts.Rendered) -> None:
 def test_backup_wipe_restore_keeps_everything(
     request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, mlflow_server, tmp_path: Path
 ) -> None:
-    uri = _backend_uri(request, engine)
-    creds = _credentials(uri)
-    artifacts = tmp_path / "artifacts"
-    backups = tmp_path / "backups"
-    backups.mkdir()
-
-    server = mlflow_server(uri, artifacts_dir=artifacts)
-    client = MlflowClient(server.url)
-    log_sample(client, "before")
+    uri, creds, artifacts, backups, server, client = _served_sample(request, engine, mlflow_server, tmp_path)
     before = snapshot(client)
     assert run_count(before) == 6
 
@@ -205,15 +210,7 @@ def test_artifacts_archive_beside_the_dump_restores_byte_for_byte(
     request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, mlflow_server, tmp_path: Path
 ) -> None:
     assert rendered.artifacts is not None, "the backup pod has no artifacts container (database_backup_artifacts)"
-    uri = _backend_uri(request, engine)
-    creds = _credentials(uri)
-    artifacts = tmp_path / "artifacts"
-    backups = tmp_path / "backups"
-    backups.mkdir()
-
-    server = mlflow_server(uri, artifacts_dir=artifacts)
-    client = MlflowClient(server.url)
-    log_sample(client, "before")
+    uri, creds, artifacts, backups, server, client = _served_sample(request, engine, mlflow_server, tmp_path)
     run_id = client.search_runs([client.get_experiment_by_name("before-experiment-0").experiment_id])[0].info.run_id
     blob = tmp_path / "model.txt"  # large, and text (the snapshot reads artifacts back as text)
     blob.write_bytes(os.urandom(150_000).hex().encode() + "ünïcode\r\n\x00".encode())
