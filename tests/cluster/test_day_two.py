@@ -505,3 +505,65 @@ def test_servicemonitor_only_with_its_crd(playbook, dyn, namespace) -> None:
             assert monitor.spec.endpoints[0].port == "http"
     finally:
         crds.delete(name="servicemonitors.monitoring.coreos.com")
+
+
+def _backup_now_play(extra: dict) -> list[dict]:
+    return [
+        {
+            "name": "A backup now, as upgrade.yml takes it",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Take a backup",
+                    "ansible.builtin.include_role": {"name": "mlops.mlflow_k8s.database", "tasks_from": "backup_job"},
+                    "vars": {"database_backup_job": "backup", **extra},
+                }
+            ],
+        }
+    ]
+
+
+def test_backup_on_a_readwriteonce_artifacts_claim_runs_only_beside_the_server(
+    playbook,
+    site_vars,  # noqa: F811
+    kubelet,
+    k8s,
+    namespace,
+) -> None:
+    """A ReadWriteOnce artifacts claim (a Longhorn volume is attached to one node): the backup pod
+    is bound to the node of a running server pod, and cannot be scheduled while none runs."""
+    from kubernetes import client
+
+    apps, core = client.AppsV1Api(k8s), client.CoreV1Api(k8s)  # noqa: F811
+    extra = {
+        **site_vars,
+        "mlflow_server_smoke": False,
+        "mlflow_server_gc_enabled": False,
+        "database_backup_enabled": True,
+        "storage_artifacts_access_modes": ["ReadWriteOnce"],
+    }
+    try:
+        site = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=extra)
+        assert site.rc == 0, site.summary()
+        kubelet.outcome("mlflow-postgresql-backup", log=BACKUP_LOG)
+        # With the server running, the backup pod finds its node.
+        taken = playbook(_backup_now_play({}), extra_vars=extra)
+        assert taken.rc == 0, taken.summary()
+        assert (
+            taken.task("Hand on what the Job did").result["ansible_facts"]["database_backup_job_artifacts_file"]
+            == ARCHIVE
+        )
+
+        apps.patch_namespaced_deployment_scale("mlflow-server", namespace, {"spec": {"replicas": 0}})
+        watch_gone = time.monotonic() + 60
+        while core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=mlflow-server").items:
+            assert time.monotonic() < watch_gone, "the server pods did not go"
+            time.sleep(0.5)
+        waiting = playbook(_backup_now_play({"database_backup_wait_timeout": 30}), extra_vars=extra)
+        assert waiting.rc != 0
+        message = waiting.failed_tasks()[0].msg
+        assert "pod affinity" in message, message
+    finally:
+        done = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**extra, "purge": True})
+        assert done.rc == 0, done.summary()
