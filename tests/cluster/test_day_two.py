@@ -524,13 +524,7 @@ def _backup_now_play(extra: dict) -> list[dict]:
     ]
 
 
-def test_backup_on_a_readwriteonce_artifacts_claim_runs_only_beside_the_server(
-    playbook,
-    site_vars,  # noqa: F811
-    kubelet,
-    k8s,
-    namespace,
-) -> None:
+def test_backup_on_a_rwo_artifacts_claim_needs_the_server(playbook, site_vars, kubelet, k8s, namespace) -> None:  # noqa: F811
     """A ReadWriteOnce artifacts claim (a Longhorn volume is attached to one node): the backup pod
     is bound to the node of a running server pod, and cannot be scheduled while none runs."""
     from kubernetes import client
