@@ -8,11 +8,17 @@ the backup ConfigMap and the backup container's environment from the CronJob.
 resolved from the given credentials, the database address pointed at the harness's server and
 the mount paths (backup volume, client-file emptyDir) at local directories. Nothing else is
 changed, so what runs is what the CronJob and the restore Jobs run.
+
+``Rendered.run_artifacts(mode, ...)`` runs artifacts.sh as the pod's ``artifacts`` container
+does (its command and env, the backup and artifacts mounts pointed at local directories), with
+busybox's ``sh`` and applets only on ``PATH`` (the image's tools) when busybox is installed,
+else the host's.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -42,6 +48,7 @@ class Rendered:
     manifests: list[dict[str, Any]]
     scripts: dict[str, str]
     container: dict[str, Any]
+    artifacts: dict[str, Any] | None = None
 
     @property
     def prefix(self) -> str:
@@ -101,6 +108,54 @@ class Rendered:
                 check=False,
             )
 
+    def run_artifacts(
+        self,
+        mode: str,
+        backup_dir: Path,
+        artifacts_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 600,
+    ) -> subprocess.CompletedProcess:
+        """Run the ``artifacts`` container's command (artifacts.sh ``mode``) on local directories."""
+        if self.artifacts is None:
+            raise ValueError("rendered without the artifacts copy (database_backup_artifacts)")
+        command = self.artifacts["command"]
+        if command[:2] != ["/bin/sh", "/scripts/artifacts.sh"]:
+            raise ValueError(f"unexpected artifacts command {command}")
+        with tempfile.TemporaryDirectory(prefix="artifacts-script-") as tmp:
+            scripts_dir = Path(tmp) / "scripts"
+            scripts_dir.mkdir()
+            for name, text in self.scripts.items():
+                (scripts_dir / name).write_text(text)
+            process_env = {item["name"]: str(item["value"]) for item in self.artifacts["env"]}
+            process_env.update(
+                BACKUP_DIR=str(backup_dir), ARTIFACTS_DIR=str(artifacts_dir), HOME=tmp, TMPDIR=tmp, LANG="C.UTF-8"
+            )
+            process_env["PATH"] = busybox_path(Path(tmp) / "bin") or os.environ.get("PATH", "/usr/bin:/bin")
+            process_env.update(env or {})
+            shell = shutil.which("sh", path=process_env["PATH"]) or "/bin/sh"
+            return subprocess.run(
+                [shell, str(scripts_dir / "artifacts.sh"), mode],
+                env=process_env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+
+
+def busybox_path(directory: Path) -> str | None:
+    """A directory of links to every busybox applet (sh, tar, gzip, ls, grep...), or None without busybox."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        (directory / applet).symlink_to(busybox)
+    return str(directory)
+
 
 def render(engine: str, **role_vars: Any) -> Rendered:
     """Render the database role's backup objects for ``engine`` (postgresql or mysql)."""
@@ -115,5 +170,8 @@ def render(engine: str, **role_vars: Any) -> Rendered:
         raise RuntimeError(f"rendering the database role's backup objects failed: {rendered.error}")
     configmap = next(m for m in rendered.manifests if m["kind"] == "ConfigMap" and "backup.sh" in m.get("data", {}))
     cronjob = next(m for m in rendered.manifests if m["kind"] == "CronJob")
-    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    return Rendered(engine, rendered.manifests, dict(configmap["data"]), container)
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    # With the artifacts copy the dump runs first, as the init container, and artifacts.sh after it.
+    database = (pod.get("initContainers") or pod["containers"])[0]
+    artifacts = pod["containers"][0] if pod.get("initContainers") else None
+    return Rendered(engine, rendered.manifests, dict(configmap["data"]), database, artifacts)

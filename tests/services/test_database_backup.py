@@ -6,10 +6,18 @@ database is wiped, the rendered restore.sh loads the dump back, and a new server
 everything back unchanged (a run logged after the backup is gone). The verification step
 refuses a truncated or damaged dump, restore.sh refuses the other engine's dump and a missing
 file before touching the database, and backup.sh keeps only the newest dumps.
+
+The artifacts copy: the rendered artifacts.sh (the backup pod's ``artifacts`` container, run
+with busybox's tools when busybox is installed, as in its image) archives the artifacts
+directory of that real server beside the dump, with the dump's time in its name; the
+directory is wiped, restore brings every file back byte for byte (files not in the archive
+stay), and a server reads the artifacts back. A truncated archive is refused, a dump without
+its archive is named, and archives are pruned with their dumps.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -70,6 +78,19 @@ def _database_with_runs(request: pytest.FixtureRequest, engine: str, tmp_path: P
     return uri, _credentials(uri), backups
 
 
+def _served_sample(request: pytest.FixtureRequest, engine: str, mlflow_server, tmp_path: Path):
+    """A real ``mlflow server`` on a fresh database with the sample logged (artifacts in
+    ``tmp_path/artifacts``), and an empty backup directory."""
+    uri = _backend_uri(request, engine)
+    artifacts = tmp_path / "artifacts"
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    server = mlflow_server(uri, artifacts_dir=artifacts)
+    client = MlflowClient(server.url)
+    log_sample(client, "before")
+    return uri, _credentials(uri), artifacts, backups, server, client
+
+
 def _ok(result, what: str) -> str:
     assert result.returncode == 0, f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -92,15 +113,7 @@ def test_scripts_carry_no_credential(rendered: backup_scripts.Rendered) -> None:
 def test_backup_wipe_restore_keeps_everything(
     request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, mlflow_server, tmp_path: Path
 ) -> None:
-    uri = _backend_uri(request, engine)
-    creds = _credentials(uri)
-    artifacts = tmp_path / "artifacts"
-    backups = tmp_path / "backups"
-    backups.mkdir()
-
-    server = mlflow_server(uri, artifacts_dir=artifacts)
-    client = MlflowClient(server.url)
-    log_sample(client, "before")
+    uri, creds, artifacts, backups, server, client = _served_sample(request, engine, mlflow_server, tmp_path)
     before = snapshot(client)
     assert run_count(before) == 6
 
@@ -187,3 +200,103 @@ def test_backup_prunes_to_the_retention_count(
     assert sorted(p.name for p in backups.iterdir()) == sorted([newest, older[-1], older[-2], "notes.txt"])
     assert _field(output, "kept") == "3"
     assert "pruned " + older[0] in output
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_artifacts_archive_beside_the_dump_restores_byte_for_byte(
+    request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, mlflow_server, tmp_path: Path
+) -> None:
+    assert rendered.artifacts is not None, "the backup pod has no artifacts container (database_backup_artifacts)"
+    uri, creds, artifacts, backups, server, client = _served_sample(request, engine, mlflow_server, tmp_path)
+    run_id = client.search_runs([client.get_experiment_by_name("before-experiment-0").experiment_id])[0].info.run_id
+    blob = tmp_path / "model.txt"  # large, and text (the snapshot reads artifacts back as text)
+    blob.write_bytes(os.urandom(150_000).hex().encode() + "ünïcode\r\n\x00".encode())
+    client.log_artifact(run_id, str(blob), "model")
+    before = snapshot(client)
+    files = _tree(artifacts)
+    assert any(name.endswith("model/model.txt") for name in files), sorted(files)
+
+    dump = _field(_ok(rendered.run("backup.sh", creds, backups), "backup.sh"), "backup-file")
+    result = rendered.run_artifacts("backup", backups, artifacts)
+    output = _ok(result, "artifacts.sh backup")
+    archive = _field(output, "artifacts-file")
+    assert archive == dump.removesuffix(rendered.suffix) + ".artifacts.tar.gz"  # the same time in the name
+    assert sorted(p.name for p in backups.iterdir()) == sorted([dump, archive])
+
+    # After the backup: a file of a later run, which the restore must leave alone.
+    late = artifacts / "late" / "after-the-backup.txt"
+    late.parent.mkdir()
+    late.write_text("logged after the backup")
+    server.stop()
+
+    # Wipe: the database and every file the archive holds (the volume's root stays, as a volume's does).
+    _wipe(uri)
+    for entry in artifacts.iterdir():
+        if entry.name != "late":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    assert not any(name in _tree(artifacts) for name in files)
+
+    # The check a restore runs first: the chosen dump's archive is there and reads back.
+    check = rendered.run_artifacts("check", backups, artifacts, env={"RESTORE_FILE": ""})
+    assert _field(_ok(check, "artifacts.sh check"), "artifacts-file") == archive
+    _ok(rendered.run("restore.sh", creds, backups, env={"RESTORE_FILE": dump}), "restore.sh")
+    restored = _ok(rendered.run_artifacts("restore", backups, artifacts, env={"RESTORE_FILE": dump}), "restore")
+    assert _field(restored, "restored-artifacts") == str(len(files))
+    after_files = _tree(artifacts)
+    assert {name: after_files.get(name) for name in files} == files  # byte for byte
+    assert late.read_text() == "logged after the backup"  # nothing is deleted
+
+    server = mlflow_server(uri, artifacts_dir=artifacts)
+    assert snapshot(MlflowClient(server.url)) == before
+    server.stop()
+
+    # Restore replaces data by nature; the same dump and archive again give the same result.
+    _ok(rendered.run("restore.sh", creds, backups, env={"RESTORE_FILE": dump}), "restore.sh again")
+    _ok(rendered.run_artifacts("restore", backups, artifacts, env={"RESTORE_FILE": dump}), "restore again")
+    assert _tree(artifacts) == after_files
+    server = mlflow_server(uri, artifacts_dir=artifacts)
+    assert snapshot(MlflowClient(server.url)) == before
+
+
+def test_artifacts_archive_damaged_missing_and_pruned_with_its_dump(
+    request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, tmp_path: Path
+) -> None:
+    _uri, creds, backups = _database_with_runs(request, engine, tmp_path, rows=1)
+    artifacts = tmp_path / "artifacts"
+    (artifacts / "1" / "run" / "artifacts").mkdir(parents=True)
+    (artifacts / "1" / "run" / "artifacts" / "data.bin").write_bytes(os.urandom(200_000))
+    older = [f"{rendered.prefix}2020010{i}T000000Z" for i in range(1, 4)]
+    for stamp in older:
+        (backups / (stamp + rendered.suffix)).write_bytes(b"old")
+        (backups / (stamp + ".artifacts.tar.gz")).write_bytes(b"old")
+    orphan = backups / f"{rendered.prefix}20190101T000000Z.artifacts.tar.gz"  # its dump is gone
+    orphan.write_bytes(b"old")
+
+    dump = _field(_ok(rendered.run("backup.sh", creds, backups, env={"BACKUP_KEEP": "2"}), "backup.sh"), "backup-file")
+    output = _ok(rendered.run_artifacts("backup", backups, artifacts, env={"BACKUP_KEEP": "2"}), "artifacts backup")
+    archive = _field(output, "artifacts-file")
+    # Pruned together: the two newest dumps and exactly their archives.
+    kept = [older[-1] + rendered.suffix, older[-1] + ".artifacts.tar.gz", dump, archive]
+    assert sorted(p.name for p in backups.iterdir()) == sorted(kept)
+    assert _field(output, "kept") == "2"
+
+    # A truncated archive is refused by the check and by the restore, before anything is touched.
+    data = (backups / archive).read_bytes()
+    stamp = f"{rendered.prefix}20300101T000000Z"
+    shutil.copy(backups / dump, backups / (stamp + rendered.suffix))
+    (backups / (stamp + ".artifacts.tar.gz")).write_bytes(data[: len(data) // 2])
+    before = _tree(artifacts)
+    for mode in ("check", "restore"):
+        result = rendered.run_artifacts(mode, backups, artifacts, env={"RESTORE_FILE": stamp + rendered.suffix})
+        assert result.returncode != 0, f"a truncated archive passed ({mode}):\n{result.stdout}"
+        assert "does not read back; nothing was changed" in result.stderr, result.stderr
+    assert _tree(artifacts) == before
+
+    # A dump without its archive is named, with the way to restore the database alone.
+    (backups / (stamp + ".artifacts.tar.gz")).unlink()
+    result = rendered.run_artifacts("check", backups, artifacts, env={"RESTORE_FILE": stamp + rendered.suffix})
+    assert result.returncode != 0 and "has no artifacts archive" in result.stderr, result.stderr
+    assert "database_restore_artifacts=false" in result.stderr

@@ -303,6 +303,47 @@ def _auth_users(uri: str) -> list[str]:
     finally:
         engine.dispose()
 
+    # The read-back of restore.yml/upgrade.yml (tasks/read_runs.yml) logs in as the admin too;
+    # the password is in none of its output, and a wrong one is refused.
+    read = _read_runs(base, password, expected=1)
+    assert read.rc == 0, read.summary()
+    assert read.task("mlops.mlflow_k8s.mlflow_server : List their runs").result["json"]["runs"]
+    assert password not in read.stdout
+    refused = _read_runs(base, "wrong-password", expected=1)
+    assert refused.rc != 0 and refused.failed_tasks()[0].result.get("status") == 401, refused.summary()
+
+
+def _read_runs(base: str, password: str, expected: int):
+    play = [
+        {
+            "name": "Read the runs back with the role's tasks",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Read the runs",
+                    "ansible.builtin.include_role": {
+                        "name": "mlops.mlflow_k8s.mlflow_server",
+                        "tasks_from": "read_runs",
+                    },
+                }
+            ],
+        }
+    ]
+    return run_playbook(
+        play,
+        extra_vars={
+            "mlflow_server_smoke_url": base,
+            "mlflow_server_smoke_host": "mlflow.example.org",
+            "mlflow_server_smoke_retries": 1,
+            "mlflow_server_auth_enabled": True,
+            "mlflow_server_auth_admin_user": "admin",
+            "mlflow_server_auth_admin_password": password,
+            "mlflow_server_read_runs_expected": expected,
+        },
+        timeout=300,
+    )
+
 
 # --------------------------------------------------------------------------- the UI in a browser
 

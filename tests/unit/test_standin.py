@@ -597,6 +597,33 @@ def test_pvc_with_volume_name_binds_and_unplaceable_pod_stays_pending(core, node
     core.delete_persistent_volume(f"{ns}-pinned")
 
 
+def test_required_pod_affinity_waits_for_a_matching_pod_on_the_node(core, node, ns):
+    """As kube-scheduler: a pod with a required podAffinity term stays Pending (Unschedulable,
+    "didn't match pod affinity rules") until a pod the term selects runs on a node of the same
+    topology value, then it is bound there."""
+    affinity = {
+        "podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": "server"}}, "topologyKey": "kubernetes.io/hostname"}
+            ]
+        }
+    }
+    spec = {"affinity": affinity, "containers": [{"name": "c", "image": IMAGE}]}
+    core.create_namespaced_pod(ns, {"metadata": {"name": "follower"}, "spec": spec})
+    pod = wait_for(
+        lambda: (p := core.read_namespaced_pod("follower", ns)).status.conditions and p, "PodScheduled=False"
+    )
+    assert pod.spec.node_name is None
+    assert "didn't match pod affinity rules" in pod.status.conditions[0].message
+    server = {
+        "metadata": {"name": "server", "labels": {"app": "server"}},
+        "spec": {"containers": [{"name": "c", "image": IMAGE}]},
+    }
+    core.create_namespaced_pod(ns, server)
+    placed = wait_for(lambda: core.read_namespaced_pod("server", ns).spec.node_name, "server scheduled")
+    assert wait_for(lambda: core.read_namespaced_pod("follower", ns).spec.node_name, "follower scheduled") == placed
+
+
 def test_pod_with_a_missing_claim_is_unschedulable_with_the_schedulers_event(core, node, ns):
     volume = {"name": "data", "persistentVolumeClaim": {"claimName": "mlflow-pv-claim"}}
     spec = {"volumes": [volume], "containers": [{"name": "c", "image": IMAGE}]}

@@ -361,7 +361,40 @@ class ControllerManager:
             if allowed_nodes is not None and node["metadata"]["name"] not in allowed_nodes:
                 continue
             fits.append(node)
-        return "node(s) didn't match Pod's node affinity/selector or had untolerated taints", fits
+        if not fits:
+            return "node(s) didn't match Pod's node affinity/selector or had untolerated taints", fits
+        return self._pod_affinity_fits(pod, nodes, fits)
+
+    def _pod_affinity_fits(self, pod: dict, nodes: list[dict], fits: list[dict]) -> tuple[str, list[dict]]:
+        """Required podAffinity: a node fits when, for every term, a running pod the term selects
+        (in the term's namespaces, else the pod's) sits on a node with the same ``topologyKey``
+        value. When no pod anywhere matches a term and the pod matches it itself, the term does
+        not hold it back (the scheduler's rule for the first pod of a group)."""
+        spec, meta = pod["spec"], pod["metadata"]
+        terms = ((spec.get("affinity") or {}).get("podAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ) or []
+        by_name = {n["metadata"]["name"]: n for n in nodes}
+        for term in terms:
+            namespaces = term.get("namespaces") or [meta["namespace"]]
+            key = term["topologyKey"]
+            matching = [
+                p
+                for p in self.all("pods")
+                if p["metadata"]["namespace"] in namespaces
+                and p["metadata"]["uid"] != meta.get("uid")
+                and active(p)
+                and selector_matches(term.get("labelSelector"), p["metadata"].get("labels"))
+            ]
+            if not matching and selector_matches(term.get("labelSelector"), meta.get("labels")):
+                continue
+            values = {
+                (by_name[p["spec"]["nodeName"]]["metadata"].get("labels") or {}).get(key)
+                for p in matching
+                if p["spec"].get("nodeName") in by_name
+            } - {None}
+            fits = [n for n in fits if (n["metadata"].get("labels") or {}).get(key) in values]
+        return "node(s) didn't match pod affinity rules", fits
 
     def _binding_mode(self, claim: dict) -> str:
         sc = self.store.find(self.r["storageclasses"].key, "", claim["spec"].get("storageClassName") or "")
