@@ -294,15 +294,6 @@ def test_rendered_basic_auth_server_behind_a_static_prefix(
     # One admin, in the auth store's own database, after two workers started.
     assert _auth_users(auth_database) == ["admin"]
 
-
-def _auth_users(uri: str) -> list[str]:
-    engine = sqlalchemy.create_engine(uri)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sqlalchemy.text("SELECT username FROM users")).scalars().all()
-    finally:
-        engine.dispose()
-
     # The read-back of restore.yml/upgrade.yml (tasks/read_runs.yml) logs in as the admin too;
     # the password is in none of its output, and a wrong one is refused.
     read = _read_runs(base, password, expected=1)
@@ -311,6 +302,15 @@ def _auth_users(uri: str) -> list[str]:
     assert password not in read.stdout
     refused = _read_runs(base, "wrong-password", expected=1)
     assert refused.rc != 0 and refused.failed_tasks()[0].result.get("status") == 401, refused.summary()
+
+
+def _auth_users(uri: str) -> list[str]:
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text("SELECT username FROM users")).scalars().all()
+    finally:
+        engine.dispose()
 
 
 def _read_runs(base: str, password: str, expected: int):
