@@ -394,7 +394,7 @@ def test_check_mode_creates_nothing_and_reruns_change_only_their_jobs(
     # Restore replaces data by nature; run twice with the same dump, it does the same thing and
     # ends in the same state: the same dump and archive loaded, the server back at its replicas,
     # and nothing changed but its Jobs and the scale down and up.
-    runs = [playbook("playbooks/restore.yml", inventory=inventory(), extra_vars=plain) for _ in range(2)]
+    runs = [playbook("playbooks/restore.yml", inventory=inventory(), extra_vars=plain) for attempt in (1, 2)]
     scale = "mlops.mlflow_k8s.mlflow_server : Scale the Deployment"
     for run in runs:
         assert run.rc == 0, run.summary()
