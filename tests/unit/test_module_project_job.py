@@ -139,11 +139,16 @@ def test_info_module_fails_readably_without_cluster():
 
 # No NUL: AnsibleModule itself refuses it (syslog of the invocation) before the module's code runs.
 _text = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=20)
-# Integers within 64 bits: for an int option, ansible-core's own check_type_int turns a list
-# holding an int of 2**63 or more into Decimal(list), which raises OverflowError inside
-# AnsibleModule's argument validation, before any module code runs (seen with ansible-core 2.21).
+# Integers within 64 bits and no infinite floats: for an int option, ansible-core's own
+# check_type_int raises OverflowError on float('inf') and on a list holding an int of 2**63 or
+# more (Decimal(list)), inside AnsibleModule's argument validation, before any module code runs
+# (seen with ansible-core 2.21): an upstream traceback this test cannot be about.
 _scalar = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=True), _text
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=False),
+    _text,
 )
 _json = st.recursive(
     _scalar, lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(_text, c, max_size=3)), max_leaves=8
