@@ -25,7 +25,6 @@ import time
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import k8s_client
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_params
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ClusterError
 
 CLUSTER_KINDS = ("PersistentVolume", "StorageClass")
 NEVER = ("Namespace",)
@@ -171,9 +170,7 @@ def run(params, check_mode=False, remover=None):
             remover.delete(going)
             result["removed"] += [_name(c) for c in going]
             result["changed"] = result["changed"] or bool(going)
-    except ClusterError:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # a ClusterError (no kubeconfig) is not an API error: it goes on as it is
         if k8s_client.is_api_error(exc):
             raise k8s_client.describe_api_error(exc, auth_params(params), step, namespace) from None
         raise
