@@ -146,6 +146,57 @@ def parse_report(stdout: str) -> tuple[dict[str, dict[str, int]], list[TaskResul
     return stats, tasks
 
 
+# Profiling the suites: with MLFLOW_K8S_TASK_TIMES=FILE, every run appends one JSON line per
+# task (playbook, task, action, seconds) to FILE; `python -m tests.harness.playbook FILE` sums them.
+TASK_TIMES_ENV = "MLFLOW_K8S_TASK_TIMES"
+
+
+def _seconds(duration: Mapping[str, str]) -> float:
+    from datetime import datetime  # noqa: PLC0415 - only when profiling
+
+    def parse(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    return (parse(duration["end"]) - parse(duration["start"])).total_seconds()
+
+
+def record_task_times(path: Path, playbook: str, stdout: str) -> None:
+    """Append each task's wall time in this run's JSON report to ``path`` (one JSON line a task)."""
+    text = stdout.strip().splitlines()
+    report = next((json.loads(line) for line in reversed(text) if line.startswith("{")), None) if text else None
+    if not isinstance(report, dict):
+        return
+    with path.open("a", encoding="utf-8") as handle:
+        for play in report.get("plays", []):
+            for task in play.get("tasks", []):
+                info = task.get("task", {})
+                duration = info.get("duration", {})
+                if "start" not in duration or "end" not in duration:
+                    continue
+                actions = {str(r.get("action", "")) for r in task.get("hosts", {}).values()}
+                line = {
+                    "playbook": playbook,
+                    "task": info.get("name", ""),
+                    "action": ",".join(sorted(actions)),
+                    "seconds": _seconds(duration),
+                }
+                handle.write(json.dumps(line) + "\n")
+
+
+def summarise_task_times(path: Path, top: int = 40) -> str:
+    """The tasks that took the most wall time in all, with their count and mean."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        totals.setdefault((entry["task"], entry["action"]), []).append(entry["seconds"])
+    rows = sorted(totals.items(), key=lambda kv: -sum(kv[1]))
+    grand = sum(sum(v) for v in totals.values())
+    out = [f"{grand:.0f} s in {sum(len(v) for v in totals.values())} task runs"]
+    for (task, action), values in rows[:top]:
+        out.append(f"{sum(values):8.1f} s {len(values):5d} x {sum(values) / len(values):6.2f} s  {action:<40} {task}")
+    return "\n".join(out)
+
+
 def _write_temp(directory: Path, name: str, data: Any) -> Path:
     path = directory / name
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -245,6 +296,9 @@ def run_playbook(
             check=False,
         )
     stats, tasks = parse_report(proc.stdout)
+    times = os.environ.get(TASK_TIMES_ENV)
+    if times:
+        record_task_times(Path(times), playbook_path.name, proc.stdout)
     return Result(
         rc=proc.returncode,
         stats=stats,
@@ -253,3 +307,7 @@ def run_playbook(
         stderr=proc.stderr,
         command=[c if not c.startswith("@") else "@<extra-vars.json>" for c in command],
     )
+
+
+if __name__ == "__main__":
+    print(summarise_task_times(Path(sys.argv[1])))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.harness.playbook import parse_report, run_playbook
+from tests.harness.playbook import TASK_TIMES_ENV, parse_report, run_playbook, summarise_task_times
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,3 +120,35 @@ def test_role_tasks_are_found_by_their_own_name(tmp_path):
     assert result.rc == 0, result.summary()
     assert result.task("greeter : Greet").msg == "hello"
     assert result.task("Greet").msg == "hello"
+
+
+def test_task_times_are_recorded_per_task_and_summed(tmp_path, monkeypatch):
+    times = tmp_path / "times.jsonl"
+    monkeypatch.setenv(TASK_TIMES_ENV, str(times))
+    plays = [
+        {
+            "name": "Two tasks",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {"name": "Pause a little", "ansible.builtin.wait_for": {"timeout": 1}},
+                {"name": "Say something", "ansible.builtin.debug": {"msg": "quick"}},
+            ],
+        }
+    ]
+    for _run in range(2):
+        result = run_playbook(plays)
+        assert result.rc == 0, result.summary()
+    lines = [json.loads(line) for line in times.read_text().splitlines()]
+    assert [(e["task"], e["action"]) for e in lines] == [
+        ("Pause a little", "ansible.builtin.wait_for"),
+        ("Say something", "ansible.builtin.debug"),
+    ] * 2
+    assert all(e["playbook"] == "playbook.yml" for e in lines)
+    pauses = [e["seconds"] for e in lines if e["task"] == "Pause a little"]
+    assert min(pauses) >= 1.0
+    summary = summarise_task_times(times).splitlines()
+    assert summary[0].endswith("in 4 task runs")
+    # the slowest task in all comes first, with its count
+    assert "    2 x" in summary[1]
+    assert summary[1].endswith("Pause a little")
