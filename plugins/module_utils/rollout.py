@@ -26,7 +26,11 @@ except ImportError:  # pragma: no cover - the module reports the missing library
     ApiException = Exception
 
 KINDS = ("Deployment", "StatefulSet", "Job")
-INTERVAL = 2  # seconds between looks at a rollout and its pods
+# Seconds between looks at a rollout and its pods: the first look again after FIRST_INTERVAL,
+# each pause twice the last, up to INTERVAL (a rollout with little to do is seen done at once,
+# a long one costs the API server three reads every INTERVAL).
+FIRST_INTERVAL = 0.25
+INTERVAL = 2
 
 
 class Outcome(object):
@@ -126,6 +130,16 @@ class Waiter(object):
             return Outcome("Failed", job, self._failed_job_text(namespace, name, job), progress=outcome.progress)
         return Outcome("Complete", job, "Job {0}/{1} completed".format(namespace, name), progress=outcome.progress)
 
+    def job_log(self, namespace, name):
+        """The log of every container of the Job's newest pod, init containers first in their
+        order, one after the other (credentials masked); '' when there is no pod."""
+        pods = watch.job_pods(self.core, namespace, name)
+        if not pods:
+            return ""
+        spec = dig(pod_status.as_dict(pods[0]), "spec") or {}
+        containers = [c.get("name") for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
+        return pod_status.redact("".join(watch.pod_log(self.core, namespace, name, container=c) for c in containers))
+
     def _failed_job_text(self, namespace, name, job):
         text = "Job {0}/{1} failed: {2}".format(namespace, name, job_condition_message(job) or "no reason given")
         pods = watch.job_pods(self.core, namespace, name)
@@ -177,6 +191,7 @@ class Waiter(object):
         deadline = self.clock() + max(0, timeout)
         seen = []
         obj = None
+        pause = FIRST_INTERVAL
         while True:
             obj = self._read(kind, namespace, name)
             if obj is None:
@@ -203,7 +218,8 @@ class Waiter(object):
                 if pending:
                     message += "; " + "; ".join(pending)
                 return Outcome("TimedOut", obj, message, progress=seen)
-            self.sleep(min(INTERVAL, max(0.0, deadline - self.clock())))
+            self.sleep(min(pause, max(0.0, deadline - self.clock())))
+            pause = min(pause * 2, INTERVAL)
 
 
 def describe_outcome(kind, namespace, name, outcome):
@@ -240,6 +256,8 @@ def run(params, check_mode=False, waiter=None):
         )
     try:
         outcome = waiter.wait(kind, namespace, name, timeout)
+        if params.get("job_log") and kind == "Job" and outcome.state in ("Complete", "Failed"):
+            result["log"] = waiter.job_log(namespace, name)
     except Exception as exc:
         if k8s_client.is_api_error(exc):
             raise k8s_client.describe_api_error(exc, auth_params(params), "wait for " + what, namespace) from None

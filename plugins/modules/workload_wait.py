@@ -65,6 +65,13 @@ options:
       - Last log lines of a stuck or failed container to include in the message.
     type: int
     default: 20
+  job_log:
+    description:
+      - For a Job that ended (C(Complete) or C(Failed)), return in RV(log) the whole log of every container of
+        its newest pod, init containers first, in their order (what a caller parses, without one
+        M(kubernetes.core.k8s_log) task per container). Ignored for other kinds.
+    type: bool
+    default: false
 seealso:
   - module: kubernetes.core.k8s_info
 """
@@ -124,6 +131,12 @@ stuck:
     log:
       description: The container's last log lines.
       type: str
+log:
+  description:
+    - The log of each container of the Job's newest pod, one after the other (credentials masked, as in RV(msg));
+      empty when the pod wrote nothing or is gone.
+  returned: with O(job_log), when a Job ended
+  type: str
 pending_reasons:
   description: What the rollout and its pods waited for meanwhile (distinct texts, oldest first).
   returned: unless in check mode
@@ -151,6 +164,7 @@ def argument_spec():
         timeout={"type": "int", "default": 600},
         max_restarts={"type": "int", "default": 3},
         log_lines={"type": "int", "default": 20},
+        job_log={"type": "bool", "default": False},
     )
     return spec
 
