@@ -160,7 +160,7 @@ def test_existing_facts_reach_every_host_and_the_controller(kubelet, kubeconfig,
     assert result.task(REPORT, "node-b").result["msg"] == on_a
     assert result.task("Report the controller's cluster facts", "localhost").result["msg"] == on_a
     # the API was read once, from the controller
-    reads = [t for t in result.tasks if t.name.endswith("Read the nodes")]
+    reads = [t for t in result.tasks if t.name.endswith("Read the nodes and the ingress classes")]
     assert len(reads) == 1, [t.host for t in reads]
 
 
