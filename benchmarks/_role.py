@@ -11,6 +11,7 @@ another local address) instead of ``0.0.0.0``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -184,3 +185,31 @@ def write_config_map_volumes(manifests: list[dict[str, Any]], container: str = "
                 link.symlink_to(Path("..data") / top)
         written.append(root)
     return written
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    return inodes
+
+
+def connections_by_process(port: int, pids: list[int] | None = None) -> list[int]:
+    """Established client connections to the server listening on ``port``, counted per process
+    that holds them (``pids``, or every process), largest first: how the kernel spread the
+    clients' keep-alive connections over the server's workers. Linux /proc only."""
+    established: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    established.add(fields[9])
+    if pids is None:
+        pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    counts = [len(_socket_inodes(pid) & established) for pid in pids]
+    return sorted((c for c in counts if c), reverse=True)

@@ -1,6 +1,6 @@
 """Tracking-server benchmark: the mlflow_server role's settings against `mlflow server`'s defaults.
 
-    python -m benchmarks tracking_server [--requests N] [--seconds S] [--concurrency C]
+    python -m benchmarks tracking_server [--seconds S] [--ramp S] [--concurrency C]
                                          [--sweep 8,32,64,128] [--batch-size B] [--rounds R]
                                          [--backends postgresql,mysql]
 
@@ -17,7 +17,10 @@ database:
 Once both are idle, two workloads run from C client threads over keep-alive connections:
 ``log-metric`` (one metric per request) and ``log-batch`` (B metrics per request), each in
 alternating rounds (role, defaults, defaults, role, ...) so that whatever else the machine
-does falls on both; each configuration gets at most N requests and S seconds per workload.
+does falls on both. In a round the clients call back to back; only the calls that end inside
+its measuring window count (S seconds per workload and configuration, split over the rounds,
+opening ``--ramp`` seconds after the clients start; the calls still running when it closes
+finish uncounted), so throughput is the steady state's, not the ramp's or the drain's.
 ``--sweep`` repeats that at each concurrency level in one run. It reports, per level, backend,
 workload and configuration: requests/s, p50, p95, p99 and the slowest request, errors by kind,
 the server's memory (PSS of its process tree) and the role/defaults ratios. Everything listens
@@ -378,6 +381,8 @@ class Measurement:
     pss_mb: float = 0.0
     processes: int = 0
     error_samples: list[str] = field(default_factory=list)
+    # client connections per server process, largest first, once in each round
+    connections: list[list[int]] = field(default_factory=list)
 
 
 def _p(values: list[float], q: float) -> float:
@@ -447,35 +452,61 @@ def mlflow_client_session() -> requests.Session:
 
 @dataclass
 class Sample:
-    """What one round of one workload returned: latencies of successful calls and of every
-    attempt, 503s retried, errors, wall time."""
+    """What one round of one workload returned. ``completed``: successful calls that ended inside
+    the measuring window (throughput); the rest is about the calls that started inside it, each
+    followed to its end: latencies of the successful ones and of every attempt, 503s retried,
+    errors; the window's length, and how the server's workers shared the client connections."""
 
+    completed: int = 0
     latencies: list[float] = field(default_factory=list)
     attempts: list[float] = field(default_factory=list)
     shed: int = 0
     retries: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     wall: float = 0.0
+    connections: list[list[int]] = field(default_factory=list)
 
     def add(self, other: Sample) -> None:
+        self.completed += other.completed
         self.latencies += other.latencies
         self.attempts += other.attempts
         self.shed += other.shed
         self.retries += other.retries
         self.errors += other.errors
         self.wall += other.wall
+        self.connections += other.connections
 
 
 def workload(
-    server: Server, operation: str, runs: list[str], total: int, seconds: float, concurrency: int, batch_size: int
+    server: Server,
+    operation: str,
+    runs: list[str],
+    ramp: float,
+    window: float,
+    concurrency: int,
+    batch_size: int,
 ) -> Sample:
-    """``total`` calls (at most ``seconds``) of ``operation`` from ``concurrency`` threads, each
-    call through MLflow's client session (retries included)."""
-    counter = iter(range(total))
-    lock = threading.Lock()
+    """``concurrency`` threads call ``operation`` back to back, each through MLflow's client
+    session (retries included): ``ramp`` seconds unmeasured, then a measuring window of
+    ``window`` seconds, then on until every call that started inside the window has ended.
+
+    Throughput is the successful calls that ended inside the window over its length: the ramp
+    (every client's first call, the queue filling) and the drain are not the steady state a
+    team logging in parallel sees, and a round shorter than one call of a loaded server would
+    otherwise measure mostly its own start and end. Latencies, attempts, 503s and errors are
+    those of the calls that started inside the window, each followed to its end under the same
+    load (the clients keep calling, unmeasured, until the last of them is done): a call that was
+    shed and retried for long is counted, not cut off by the window's end.
+    """
     sample = Sample()
-    deadline = time.monotonic() + seconds
+    lock = threading.Lock()
+    began = time.perf_counter()
+    opens, closes = began + ramp, began + ramp + window
     endpoint = "log-metric" if operation == "log-metric" else "log-batch"
+    port = int(server.url.rsplit(":", 1)[1])
+    counter = iter(range(1 << 62))
+    stop = threading.Event()
+    outstanding = [0]  # calls started inside the window and not ended yet
 
     def body(i: int, run_id: str) -> dict[str, Any]:
         now = int(time.time() * 1000)
@@ -487,16 +518,21 @@ def workload(
         ]
         return {"run_id": run_id, "metrics": metrics}
 
+    def settled() -> None:
+        """Under the lock: once the window is over and its last call ended, everyone stops."""
+        if time.perf_counter() >= closes and outstanding[0] == 0:
+            stop.set()
+
     def client(worker: int) -> None:
         session = mlflow_client_session()
         run_id = runs[worker % len(runs)]
-        while time.monotonic() < deadline:
+        while not stop.is_set():
             with lock:
-                i = next(counter, None)
-            if i is None:
-                return
+                i = next(counter)
+                start = time.perf_counter()
+                measured = opens <= start < closes
+                outstanding[0] += measured
             _ATTEMPTS.marks = []
-            start = time.perf_counter()
             try:
                 resp = session.post(
                     f"{server.url}/api/2.0/mlflow/runs/{endpoint}", json=body(i, run_id), timeout=CLIENT_TIMEOUT
@@ -511,21 +547,30 @@ def workload(
             starts = [start] + [t for t, _status in marks[1::2]]
             ends = [t for t, _status in marks[0::2]] + [end]
             with lock:
-                sample.attempts += [e - b for b, e in zip(starts, ends, strict=False)]
-                sample.shed += sum(1 for _t, status in marks[0::2] if status == 503)
-                sample.retries.append(len(marks) // 2)
-                if ok:
-                    sample.latencies.append(end - start)
-                else:
-                    sample.errors.append(detail)
+                sample.completed += ok and opens <= end < closes
+                if measured:
+                    outstanding[0] -= 1
+                    sample.attempts += [e - b for b, e in zip(starts, ends, strict=False)]
+                    sample.shed += sum(1 for _t, status in marks[0::2] if status == 503)
+                    sample.retries.append(len(marks) // 2)
+                    if ok:
+                        sample.latencies.append(end - start)
+                    else:
+                        sample.errors.append(detail)
+                settled()
 
     threads = [threading.Thread(target=client, args=(w,)) for w in range(concurrency)]
-    began = time.perf_counter()
     for t in threads:
         t.start()
+    # Halfway through the window every client holds its keep-alive connection.
+    time.sleep(max(opens + window / 2 - time.perf_counter(), 0))
+    sample.connections.append(_role.connections_by_process(port, tree_pids(server.proc.pid)))
+    time.sleep(max(closes - time.perf_counter(), 0))
+    with lock:
+        settled()
     for t in threads:
         t.join()
-    sample.wall = time.perf_counter() - began
+    sample.wall = window
     return sample
 
 
@@ -559,7 +604,7 @@ def measurement(server: Server, operation: str, concurrency: int, sample: Sample
         requests=done,
         errors=len(sample.errors),
         seconds=round(sample.wall, 2),
-        rps=round(done / sample.wall, 1) if sample.wall else 0.0,
+        rps=round(sample.completed / sample.wall, 1) if sample.wall else 0.0,
         p50_ms=_ms(_p(sample.latencies, 50)),
         p95_ms=_ms(_p(sample.latencies, 95)),
         p99_ms=_ms(_p(sample.latencies, 99)),
@@ -573,6 +618,7 @@ def measurement(server: Server, operation: str, concurrency: int, sample: Sample
         retries_max=max(sample.retries, default=0),
         errors_by_kind=kinds,
         error_samples=sample.errors[:3],
+        connections=sample.connections,
     )
 
 
@@ -607,20 +653,25 @@ def _kinds(m: Measurement) -> str:
     return ",".join(f"{k}:{v}" for k, v in sorted(m.errors_by_kind.items())) or "-"
 
 
+def _spread(m: Measurement) -> str:
+    return " ".join("/".join(map(str, counts)) or "-" for counts in m.connections)
+
+
 def table(results: list[Measurement], rat: list[dict[str, Any]]) -> str:
     lines = [
         "call: each whole client call, retries included; attempt: each HTTP attempt (a 503 is one);"
         " shed: 503s retried by the client; retries: the most one call needed (MLflow gives up after 7)",
         f"{'backend':<11}{'clients':>7} {'config':<9}{'operation':<11}{'calls':>6}{'req/s':>7}"
         f"{'call p50/p95/p99/max s':>24}{'attempt p95/p99/max s':>23}{'shed':>6}{'retries':>8}{'PSS MB':>7}"
-        f"{'procs':>6}  errors",
+        f"{'procs':>6} {'connections by process':<24} errors",
     ]
     for m in sorted(results, key=lambda m: (m.backend, m.concurrency, m.operation, m.config)):
         call = f"{m.p50_ms / 1000:.1f}/{m.p95_ms / 1000:.1f}/{m.p99_ms / 1000:.1f}/{m.max_ms / 1000:.1f}"
         attempt = f"{m.attempt_p95_ms / 1000:.1f}/{m.attempt_p99_ms / 1000:.1f}/{m.attempt_max_ms / 1000:.1f}"
         lines.append(
             f"{m.backend:<11}{m.concurrency:>7} {m.config:<9}{m.operation:<11}{m.requests:>6}{m.rps:>7.1f}"
-            f"{call:>24}{attempt:>23}{m.shed:>6}{m.retries_max:>8}{m.pss_mb:>7.0f}{m.processes:>6}  {_kinds(m)}"
+            f"{call:>24}{attempt:>23}{m.shed:>6}{m.retries_max:>8}{m.pss_mb:>7.0f}{m.processes:>6}"
+            f" {_spread(m):<24} {_kinds(m)}"
         )
     lines.append("")
     lines.append(
@@ -657,10 +708,9 @@ def measure_backend(backend: str, levels: list[int], args: argparse.Namespace) -
         for level in levels:
             runs = {s.config: setup_runs(s.url, level) for s in servers}
             for op in ("log-metric", "log-batch"):
-                for server in servers:
-                    workload(server, op, runs[server.config], args.warmup, 30, level, args.batch_size)
+                for server in servers:  # unmeasured: the first calls of a level
+                    workload(server, op, runs[server.config], 0, args.warmup, level, args.batch_size)
                 totals = {s.config: Sample() for s in servers}
-                per_round = max(1, args.requests // args.rounds)
                 for round_no in range(args.rounds):
                     order = servers if round_no % 2 == 0 else list(reversed(servers))
                     for server in order:
@@ -669,7 +719,7 @@ def measure_backend(backend: str, levels: list[int], args: argparse.Namespace) -
                                 server,
                                 op,
                                 runs[server.config],
-                                per_round,
+                                args.ramp,
                                 args.seconds / args.rounds,
                                 level,
                                 args.batch_size,
@@ -684,7 +734,7 @@ def measure_backend(backend: str, levels: list[int], args: argparse.Namespace) -
                         f"{backend}/{level}/{server.config}/{op}: {m.requests} calls, {m.rps} req/s, call p95"
                         f" {m.p95_ms} ms, max {m.max_ms} ms; attempt p95 {m.attempt_p95_ms} ms, max"
                         f" {m.attempt_max_ms} ms; shed {m.shed}, retries max {m.retries_max}, errors {_kinds(m)},"
-                        f" PSS {m.pss_mb} MB, load {os.getloadavg()[0]:.1f}",
+                        f" PSS {m.pss_mb} MB, connections {_spread(m)}, load {os.getloadavg()[0]:.1f}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -719,8 +769,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks tracking_server", description=__doc__.split("\n", maxsplit=1)[0]
     )
-    parser.add_argument("--requests", type=int, default=1500, help="requests per workload at most (default 1500)")
-    parser.add_argument("--seconds", type=float, default=20, help="seconds per workload at most (default 20)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=20,
+        help="measuring window per workload and configuration, split over the rounds (default 20)",
+    )
+    parser.add_argument(
+        "--ramp", type=float, default=3, help="seconds of each round before its window opens (default 3)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="client threads (default 8)")
     parser.add_argument(
         "--sweep",
@@ -733,7 +790,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch-size", type=int, default=100, help="metrics per log-batch request (default 100)")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="postgresql,mysql (default both)")
-    parser.add_argument("--warmup", type=int, default=50, help="unmeasured requests before each workload")
+    parser.add_argument(
+        "--warmup", type=float, default=3, help="unmeasured seconds of each workload before its rounds (default 3)"
+    )
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per workload (default 6)")
     parser.add_argument(
         "--max-connections",
@@ -760,6 +819,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--backends: unknown {sorted(unknown)}; choose from {BACKENDS}")
     levels = args.sweep or [args.concurrency]
 
+    # SIGTERM ends the run like Ctrl-C: the servers and databases started are stopped and removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_before = os.getloadavg()
     results: list[Measurement] = []
     for backend in backends:
