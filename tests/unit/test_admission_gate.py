@@ -75,13 +75,24 @@ def test_retry_after_grows_with_the_load() -> None:
 
 def test_settings_from_the_role_env() -> None:
     env = {gate.CONCURRENCY_ENV: "4", gate.QUEUE_SECONDS_ENV: "2", gate.STATIC_PREFIX_ENV: "/mlflow"}
-    assert gate.settings_from_env(env) == {"concurrency": 4, "queue_seconds": 2.0, "static_prefix": "/mlflow"}
+    assert gate.settings_from_env(env) == {
+        "concurrency": 4,
+        "queue_seconds": 2.0,
+        "static_prefix": "/mlflow",
+        "balance": True,
+        "switch_interval": gate.SWITCH_INTERVAL_DEFAULT,
+    }
+    assert gate.settings_from_env({**env, gate.BALANCE_ENV: "False"})["balance"] is False
+    assert gate.settings_from_env({**env, gate.SWITCH_INTERVAL_ENV: "0.002"})["switch_interval"] == 0.002
     for bad, named in (
         ({gate.CONCURRENCY_ENV: "0"}, gate.CONCURRENCY_ENV),
         ({gate.CONCURRENCY_ENV: "41"}, gate.CONCURRENCY_ENV),
         ({gate.QUEUE_SECONDS_ENV: "0"}, gate.QUEUE_SECONDS_ENV),
         ({gate.QUEUE_SECONDS_ENV: "61"}, gate.QUEUE_SECONDS_ENV),
         ({gate.CONCURRENCY_ENV: "many"}, gate.CONCURRENCY_ENV),
+        ({gate.BALANCE_ENV: "sometimes"}, gate.BALANCE_ENV),
+        ({gate.SWITCH_INTERVAL_ENV: "0"}, gate.SWITCH_INTERVAL_ENV),
+        ({gate.SWITCH_INTERVAL_ENV: "soon"}, gate.SWITCH_INTERVAL_ENV),
     ):
         with pytest.raises(ValueError, match=named):
             gate.settings_from_env(bad)
@@ -112,7 +123,7 @@ class SlowApp:
             self.inside -= 1
 
 
-async def _request(app, path: str) -> dict:
+async def _request(app, path: str, client: tuple = ("10.0.0.1", 40000)) -> dict:
     sent: list[dict] = []
     body = [{"type": "http.request", "body": b'{"run_id": "x"}', "more_body": False}]
 
@@ -122,7 +133,7 @@ async def _request(app, path: str) -> dict:
     async def send(message):
         sent.append(message)
 
-    await app({"type": "http", "path": path, "method": "POST", "headers": []}, receive, send)
+    await app({"type": "http", "path": path, "method": "POST", "headers": [], "client": client}, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     return {
         "status": start["status"],
@@ -204,3 +215,139 @@ def test_a_slot_freed_while_its_waiter_is_cancelled_goes_to_the_next() -> None:
     assert got is not None
     assert busy_with_one == 1
     assert (app.busy, app.in_flight, list(app.waiters)) == (0, {}, [])
+
+
+# --------------------------------------------------------------------------- evening out the workers
+
+
+@pytest.mark.parametrize(
+    ("mine", "others", "let_go"),
+    [
+        (8, [0], True),  # all eight clients on this worker, the other idle
+        (5, [3], True),
+        (4, [3], False),  # one more than the other: moving a client would only swap the imbalance
+        (4, [4], False),
+        (3, [], False),  # the only worker
+        (6, [5, 2], True),  # the least loaded one counts
+        (0, [0], False),
+    ],
+)
+def test_a_worker_lets_a_connection_go_when_another_has_two_fewer(mine, others, let_go) -> None:
+    assert gate.overloaded(mine, others) is let_go
+
+
+_HOLDER = """
+import sys, time, importlib.util
+spec = importlib.util.spec_from_file_location("g", sys.argv[1])
+g = importlib.util.module_from_spec(spec); spec.loader.exec_module(g)
+board = g.LoadBoard(sys.argv[2])
+board.publish(int(sys.argv[3]))
+print(board.slot, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_load_board_shows_the_other_living_workers(tmp_path) -> None:
+    """Real processes on one file: each sees the others' loads, a worker that died drops out
+    (the kernel released its lock) and its slot is taken again."""
+    import subprocess
+
+    path = str(tmp_path / "board")
+    clock = [0.0]
+    mine = gate.LoadBoard(path, clock=lambda: clock[0])
+    holders = []
+    try:
+        for load in (5, 2):
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _HOLDER, str(GATE_FILE), path, str(load)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            holders.append((proc, int(proc.stdout.readline())))
+        assert mine.slot == 0
+        assert sorted(slot for _proc, slot in holders) == [1, 2]
+        assert sorted(mine.others()) == [2, 5]
+        mine.publish(7)
+        # the others' new loads are read at once; who is alive, once a second
+        first, _slot = holders[0]
+        first.stdin.close()
+        first.wait(timeout=10)
+        assert sorted(mine.others()) == [2, 5]
+        clock[0] += gate.BOARD_REFRESH_SECONDS
+        assert mine.others() == [2]
+        # a new worker takes the free slot (locks are per process: it must be another one)
+        again = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(GATE_FILE), path, "1"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        holders.append((again, int(again.stdout.readline())))
+        assert holders[-1][1] == holders[0][1]
+        clock[0] += gate.BOARD_REFRESH_SECONDS
+        assert sorted(mine.others()) == [1, 2]
+    finally:
+        for proc, _slot in holders:
+            if proc.poll() is None:
+                proc.stdin.close()
+                proc.wait(timeout=10)
+        mine.close()
+
+
+class FixedBoard:
+    def __init__(self, others):
+        self.loads = others
+        self.published = []
+
+    def publish(self, load):
+        self.published.append(load)
+
+    def others(self):
+        return self.loads
+
+
+@pytest.mark.parametrize(("others", "closes"), [([0], True), ([1], True), ([2], False), ([], False)])
+def test_the_worker_with_more_connections_lets_one_go(others, closes) -> None:
+    """Three client connections on this worker: one is let go (Connection: close, and it no
+    longer counts) when another worker serves at most one."""
+
+    async def scenario():
+        board = FixedBoard([99])  # while the first two come, the other worker is busier
+        app = gate.AdmissionGate(SlowApp(), concurrency=4, queue_seconds=1, board=board)
+        for port in (40001, 40002):
+            await _request(app, "/api/2.0/mlflow/runs/log-metric", ("10.0.0.1", port))
+        board.loads = others  # what the other worker serves now
+        released_before = app.released
+        answer = await _request(app, "/api/2.0/mlflow/runs/log-metric", ("10.0.0.1", 40003))
+        return answer, board, app, released_before
+
+    answer, board, app, released_before = asyncio.run(scenario())
+    assert answer["status"] == 200
+    assert (answer["headers"].get("connection") == "close") is closes
+    assert app.released - released_before == int(closes)
+    # what is published is the connections still served
+    assert board.published[-1] == len(app.clients) == (2 if closes else 3)
+
+
+def test_connections_idle_past_the_keep_alive_timeout_stop_counting() -> None:
+    now = [0.0]
+
+    async def scenario():
+        board = FixedBoard([5])
+        app = gate.AdmissionGate(SlowApp(), concurrency=4, queue_seconds=1, clock=lambda: now[0], board=board)
+        await _request(app, "/api/x", ("10.0.0.1", 1))
+        await _request(app, "/api/x", ("10.0.0.1", 2))
+        now[0] += gate.CONNECTION_IDLE_SECONDS + 1
+        await _request(app, "/api/x", ("10.0.0.1", 2))
+        return board
+
+    assert asyncio.run(scenario()).published == [1, 2, 1]
+
+
+def test_probes_are_never_let_go() -> None:
+    async def scenario():
+        app = gate.AdmissionGate(SlowApp(), concurrency=4, queue_seconds=1, board=FixedBoard([0]))
+        return await _request(app, "/health")
+
+    assert "connection" not in asyncio.run(scenario())["headers"]
