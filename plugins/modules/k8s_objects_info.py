@@ -19,7 +19,7 @@ description:
     the roles read their cluster facts and check their prerequisites with it.
   - A kind the cluster does not serve (a CRD that is not installed) gives no objects and RV(results[].api_found)
     false; an object asked for by name that does not exist gives no objects.
-  - Reads only; never reports changed. Objects are returned whole (a Secret with its data): give the task
+  - Reads only; never reports changed. Objects are returned whole (a Secret with its data), so give the task
     C(no_log) when a query reads Secrets.
 author:
   - MLOps platform team (@mlops-platform)

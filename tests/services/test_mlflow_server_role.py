@@ -822,7 +822,7 @@ def test_gate_spreads_keep_alive_connections_over_the_workers(
                     failures.append(answer.status_code)
                 closes[0] += answer.headers.get("connection", "").lower() == "close"
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client) for number in range(clients)]
     for thread in threads:
         thread.start()
     try:
