@@ -351,3 +351,23 @@ def test_probes_are_never_let_go() -> None:
         return await _request(app, "/health")
 
     assert "connection" not in asyncio.run(scenario())["headers"]
+
+
+def test_a_worker_whose_clients_went_quiet_publishes_that_without_a_request() -> None:
+    """No request comes to prune them: a timer drops the idle clients and publishes 0."""
+    now = [0.0]
+
+    async def scenario():
+        board = FixedBoard([5])
+        app = gate.AdmissionGate(SlowApp(), concurrency=4, queue_seconds=1, clock=lambda: now[0], board=board)
+        await _request(app, "/api/x", ("10.0.0.1", 1))
+        await _request(app, "/api/x", ("10.0.0.1", 2))
+        now[0] += gate.CONNECTION_IDLE_SECONDS + 1
+        app._expiry.cancel()  # noqa: SLF001 - run the timer now instead of waiting for it
+        app._expire()  # noqa: SLF001
+        return board, app
+
+    board, app = asyncio.run(scenario())
+    assert board.published[-1] == 0
+    assert app.clients == {}
+    assert app._expiry is None  # noqa: SLF001 - nothing left to expire, no timer

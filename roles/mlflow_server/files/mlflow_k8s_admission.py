@@ -256,6 +256,7 @@ class AdmissionGate:
         self.board = board
         self.clients: dict[Any, float] = {}  # client address -> when its last request came
         self._pruned = float("-inf")
+        self._expiry: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------------- slots
 
@@ -340,10 +341,26 @@ class AdmissionGate:
         now = self.clock()
         self.clients[client] = now
         if now - self._pruned >= 1.0:
-            self._pruned = now
-            for gone in [c for c, seen in self.clients.items() if now - seen > CONNECTION_IDLE_SECONDS]:
-                del self.clients[gone]
+            self._prune(now)
         self.board.publish(len(self.clients))
+        self._expire_later()
+
+    def _prune(self, now: float) -> None:
+        self._pruned = now
+        for gone in [c for c, seen in self.clients.items() if now - seen > CONNECTION_IDLE_SECONDS]:
+            del self.clients[gone]
+
+    def _expire_later(self) -> None:
+        """A worker whose clients all went quiet gets no request that would prune them: a timer
+        does, so its published count falls to what it serves and the others can hand it some."""
+        if self._expiry is None and self.clients:
+            self._expiry = asyncio.get_running_loop().call_later(CONNECTION_IDLE_SECONDS + 0.5, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        self._prune(self.clock())
+        self.board.publish(len(self.clients))
+        self._expire_later()
 
     def _balancing(self, scope: Scope, send: Send) -> Send:
         """``send`` that adds ``Connection: close`` to the response when this worker serves two
