@@ -65,6 +65,15 @@ def test_retry_after_is_the_time_to_serve_what_is_ahead() -> None:
     assert gate.retry_after(2, 1, 1.5) == 5  # ceil(4.5)
     # clamped: a client learns nothing by sleeping past a minute
     assert gate.retry_after(10_000, 1, 30.0) == gate.RETRY_AFTER_MAX
+    # ... and below the server's keep-alive timeout, so the client's connection outlives its sleep
+    assert gate.retry_after(10_000, 1, 30.0, longest=4) == 4
+
+
+def test_the_longest_retry_after_leaves_the_connection_open() -> None:
+    assert gate.longest_retry_after(75) == gate.RETRY_AFTER_MAX  # the role's keep-alive
+    assert gate.longest_retry_after(5) == 4  # uvicorn's default
+    assert gate.longest_retry_after(5.5) == 5
+    assert gate.longest_retry_after(1) == gate.RETRY_AFTER_MIN
 
 
 def test_retry_after_grows_with_the_load() -> None:
@@ -79,9 +88,11 @@ def test_settings_from_the_role_env() -> None:
         "concurrency": 4,
         "queue_seconds": 2.0,
         "static_prefix": "/mlflow",
+        "keep_alive_seconds": gate.KEEP_ALIVE_DEFAULT,
         "balance": True,
         "switch_interval": gate.SWITCH_INTERVAL_DEFAULT,
     }
+    assert gate.settings_from_env({**env, gate.KEEP_ALIVE_ENV: "75"})["keep_alive_seconds"] == 75.0
     assert gate.settings_from_env({**env, gate.BALANCE_ENV: "False"})["balance"] is False
     assert gate.settings_from_env({**env, gate.SWITCH_INTERVAL_ENV: "0.002"})["switch_interval"] == 0.002
     for bad, named in (
@@ -93,6 +104,8 @@ def test_settings_from_the_role_env() -> None:
         ({gate.BALANCE_ENV: "sometimes"}, gate.BALANCE_ENV),
         ({gate.SWITCH_INTERVAL_ENV: "0"}, gate.SWITCH_INTERVAL_ENV),
         ({gate.SWITCH_INTERVAL_ENV: "soon"}, gate.SWITCH_INTERVAL_ENV),
+        ({gate.KEEP_ALIVE_ENV: "0"}, gate.KEEP_ALIVE_ENV),
+        ({gate.KEEP_ALIVE_ENV: "forever"}, gate.KEEP_ALIVE_ENV),
     ):
         with pytest.raises(ValueError, match=named):
             gate.settings_from_env(bad)
@@ -193,6 +206,47 @@ def test_retry_after_counts_the_shed_requests_not_back_yet() -> None:
     waits = asyncio.run(scenario())
     assert waits == sorted(waits), waits
     assert waits[-1] > waits[0], waits
+
+
+def test_the_retry_of_a_shed_call_goes_ahead_of_newer_calls() -> None:
+    # MLflow's client retries a 503 on the same keep-alive connection (the same client address):
+    # that retry is queued by when its call first came, so a call cannot lose the draw to newer
+    # calls attempt after attempt until its retries run out.
+    async def scenario():
+        inner = SlowApp()
+        app = gate.AdmissionGate(inner, concurrency=1, queue_seconds=0.3)
+        held = asyncio.create_task(_request(app, "/api/hold-first", client=("10.0.0.9", 1)))
+        await asyncio.sleep(0.01)
+        shed = await _request(app, "/api/hold-old", client=("10.0.0.1", 40000))
+        newer = [
+            asyncio.create_task(_request(app, f"/api/hold-new-{i}", client=("10.0.0.2", 40000 + i))) for i in range(2)
+        ]
+        await asyncio.sleep(0.02)
+        retry = asyncio.create_task(_request(app, "/api/hold-old-retry", client=("10.0.0.1", 40000)))
+        await asyncio.sleep(0.02)
+        inner.release.set()
+        answers = await asyncio.gather(held, *newer, retry)
+        return inner, app, shed, answers
+
+    inner, app, shed, answers = asyncio.run(scenario())
+    assert shed["status"] == 503
+    assert [a["status"] for a in answers] == [200, 200, 200, 200]
+    assert inner.order == ["/api/hold-first", "/api/hold-old-retry", "/api/hold-new-0", "/api/hold-new-1"]
+    assert app.shed_calls == {}, "an admitted call is forgotten"
+
+
+def test_a_shed_call_is_forgotten_once_its_connection_has_closed() -> None:
+    now = [100.0]
+    app = gate.AdmissionGate(SlowApp(), concurrency=1, queue_seconds=1, clock=lambda: now[0], keep_alive_seconds=5)
+    app._note_shed(("10.0.0.1", 1), 98.0)
+    assert app._call_since(("10.0.0.1", 1)) == 98.0
+    assert app._call_since(("10.0.0.2", 1)) == 100.0  # a new call: now
+    now[0] = 106.0  # idle past uvicorn's keep-alive: that connection is gone
+    app._note_shed(("10.0.0.2", 1), 106.0)
+    assert set(app.shed_calls) == {("10.0.0.2", 1)}
+    assert app._call_since(("10.0.0.1", 1)) == 106.0
+    app._note_shed((), 106.0)  # no address (a Unix socket): nothing to know it by
+    assert set(app.shed_calls) == {("10.0.0.2", 1)}
 
 
 def test_a_slot_freed_while_its_waiter_is_cancelled_goes_to_the_next() -> None:

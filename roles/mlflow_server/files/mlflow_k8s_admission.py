@@ -13,6 +13,14 @@ once with ``503``, ``Retry-After: <seconds>`` and MLflow's JSON error body
 (``TEMPORARILY_UNAVAILABLE``), which MLflow's client retries after that many seconds. The
 health, version and metrics endpoints and the UI's static files are never held.
 
+A request that was shed comes back on the same connection (MLflow's client retries through
+urllib3 on its pooled keep-alive connection): the gate remembers when that connection's call
+first arrived and queues its retry by that time, ahead of newer calls. So the queue is first
+come first served by the call, not by the attempt, and a call does not lose the draw attempt
+after attempt until its retries run out. The connection must outlive the client's sleep:
+Retry-After stays below ``MLFLOW_K8S_ADMISSION_KEEP_ALIVE_SECONDS``, uvicorn's
+``--timeout-keep-alive`` as the role renders it from the same variable.
+
 The workers of one server share their listening socket, and whichever accepts first keeps a
 client's keep-alive connection for good: eight clients can all end up on one worker while the
 other idles. So each worker counts the client connections it serves (the distinct client
@@ -37,6 +45,7 @@ import asyncio
 import collections
 import contextlib
 import fcntl
+import heapq
 import json
 import math
 import mmap
@@ -58,6 +67,9 @@ CONCURRENCY_ENV = "MLFLOW_K8S_ADMISSION_CONCURRENCY"
 QUEUE_SECONDS_ENV = "MLFLOW_K8S_ADMISSION_QUEUE_SECONDS"
 BALANCE_ENV = "MLFLOW_K8S_ADMISSION_BALANCE"
 SWITCH_INTERVAL_ENV = "MLFLOW_K8S_ADMISSION_SWITCH_INTERVAL"
+KEEP_ALIVE_ENV = "MLFLOW_K8S_ADMISSION_KEEP_ALIVE_SECONDS"
+# uvicorn's own --timeout-keep-alive; the role renders 75 (nginx's keepalive_timeout).
+KEEP_ALIVE_DEFAULT = 5.0
 # How long a thread may hold the GIL while another waits for it (sys.setswitchinterval; Python's
 # own is 5 ms). A request thread back from the database waits that long behind a thread busy in
 # Python (building a log-batch's thousand rows): with K requests in one worker those waits add
@@ -87,8 +99,8 @@ EXEMPT_PATHS = frozenset({"/", "/health", "/version", "/metrics"})
 EXEMPT_PREFIXES = ("/static-files/",)
 
 
-# A client address not seen for this long is no connection of this worker any more: uvicorn
-# closes a keep-alive connection idle for its --timeout-keep-alive (5 s by default).
+# A client address not seen for this long no longer counts as load on this worker (uvicorn's
+# default keep-alive timeout; a client quiet that long, even on an open connection, is not busy).
 CONNECTION_IDLE_SECONDS = 5.0
 
 # The load board: one slot (pid, load) per worker, claimed with a lock on its bytes that the
@@ -185,14 +197,22 @@ def is_gated(path: str, static_prefix: str = "") -> bool:
     return path not in EXEMPT_PATHS and not path.startswith(EXEMPT_PREFIXES)
 
 
-def retry_after(ahead: int, concurrency: int, service_seconds: float) -> int:
+def retry_after(ahead: int, concurrency: int, service_seconds: float, longest: int = RETRY_AFTER_MAX) -> int:
     """Seconds a shed request should wait before it comes back: the time this worker needs, at
     its current pace (``concurrency`` slots, ``service_seconds`` a request), to serve the
     ``ahead`` requests before it (queued, and shed earlier and not back yet) and this one,
-    rounded up and clamped to [RETRY_AFTER_MIN, RETRY_AFTER_MAX]. It grows with the load, so
-    clients come back about when there is room and do not spend their retries."""
+    rounded up and clamped to [RETRY_AFTER_MIN, ``longest``] (RETRY_AFTER_MAX, or less so the
+    client's connection outlives its sleep). It grows with the load, so clients come back about
+    when there is room and do not spend their retries."""
     seconds = (max(ahead, 0) + 1) * max(service_seconds, 0.0) / max(concurrency, 1)
-    return min(RETRY_AFTER_MAX, max(RETRY_AFTER_MIN, math.ceil(seconds)))
+    return min(max(longest, RETRY_AFTER_MIN), max(RETRY_AFTER_MIN, math.ceil(seconds)))
+
+
+def longest_retry_after(keep_alive_seconds: float) -> int:
+    """The longest Retry-After for a server that closes idle connections after
+    ``keep_alive_seconds``: a second less, so the client still finds its connection (and its
+    place in the queue) when it comes back; at most RETRY_AFTER_MAX."""
+    return max(RETRY_AFTER_MIN, min(RETRY_AFTER_MAX, math.ceil(keep_alive_seconds) - 1))
 
 
 def settings_from_env(environ: MutableMapping[str, str] | None = None) -> dict[str, Any]:
@@ -216,19 +236,27 @@ def settings_from_env(environ: MutableMapping[str, str] | None = None) -> dict[s
         raise ValueError(f"{SWITCH_INTERVAL_ENV} must be a number of seconds") from None
     if not 0.0001 <= switch_interval <= 0.1:
         raise ValueError(f"{SWITCH_INTERVAL_ENV}={switch_interval:g}: must be 0.0001..0.1 s")
+    try:
+        keep_alive = float(environ.get(KEEP_ALIVE_ENV, str(KEEP_ALIVE_DEFAULT)))
+    except ValueError:
+        raise ValueError(f"{KEEP_ALIVE_ENV} must be a number of seconds") from None
+    if not 1 <= keep_alive <= 3600:
+        raise ValueError(f"{KEEP_ALIVE_ENV}={keep_alive:g}: must be 1..3600 s")
     return {
         "concurrency": concurrency,
         "queue_seconds": queue_seconds,
         "static_prefix": environ.get(STATIC_PREFIX_ENV, ""),
+        "keep_alive_seconds": keep_alive,
         "balance": balance == "true",
         "switch_interval": switch_interval,
     }
 
 
 class AdmissionGate:
-    """ASGI middleware: at most ``concurrency`` gated requests in ``app`` at once, a FIFO queue
-    of at most ``queue_seconds`` in front of it, 503 with Retry-After past that. Runs in one
-    event loop (one uvicorn worker): no locks."""
+    """ASGI middleware: at most ``concurrency`` gated requests in ``app`` at once, a queue of at
+    most ``queue_seconds`` in front of it (first come first served by when the call first came,
+    retries of shed calls included), 503 with Retry-After past that. Runs in one event loop (one
+    uvicorn worker): no locks."""
 
     def __init__(
         self,
@@ -238,15 +266,23 @@ class AdmissionGate:
         static_prefix: str = "",
         clock: Callable[[], float] = time.monotonic,
         board: LoadBoard | None = None,
+        keep_alive_seconds: float = KEEP_ALIVE_DEFAULT,
     ) -> None:
         self.app = app
         self.concurrency = concurrency
         self.queue_seconds = queue_seconds
         self.static_prefix = static_prefix
         self.clock = clock
+        self.keep_alive_seconds = keep_alive_seconds
+        self.longest_retry_after = longest_retry_after(keep_alive_seconds)
         self.busy = 0  # slots taken, including those handed to a waiter that has not resumed yet
         self.in_flight: dict[int, float] = {}  # request number -> start
-        self.waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
+        # a heap of (when the call first came, arrival number, future): the oldest call first
+        self.waiters: list[tuple[float, int, asyncio.Future[bool]]] = []
+        self._arrivals = 0
+        # connection -> (when its shed call first came, when it was last shed)
+        self.shed_calls: dict[Any, tuple[float, float]] = {}
+        self._shed_pruned = float("-inf")
         self.returning: collections.deque[float] = collections.deque()  # when shed requests come back
         self.service_seconds = INITIAL_SERVICE_SECONDS
         self.admitted = 0
@@ -260,14 +296,18 @@ class AdmissionGate:
 
     # ---------------------------------------------------------------- slots
 
-    async def _acquire(self) -> int | None:
-        """A slot number, or None when none came free within queue_seconds."""
+    async def _acquire(self, since: float | None = None) -> int | None:
+        """A slot number, or None when none came free within queue_seconds. ``since``: when the
+        call first came (earlier than now for the retry of a shed call); the queue serves the
+        oldest first."""
         if self.busy < self.concurrency and not self.waiters:
             self.busy += 1
         else:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[bool] = loop.create_future()
-            self.waiters.append(waiter)
+            self._arrivals += 1
+            entry = (self.clock() if since is None else since, self._arrivals, waiter)
+            heapq.heappush(self.waiters, entry)
             timer = loop.call_later(self.queue_seconds, lambda: waiter.done() or waiter.set_result(False))
             try:
                 granted = await waiter
@@ -278,8 +318,9 @@ class AdmissionGate:
                 raise
             finally:
                 timer.cancel()
-                if waiter in self.waiters:
-                    self.waiters.remove(waiter)
+                if entry in self.waiters:
+                    self.waiters.remove(entry)
+                    heapq.heapify(self.waiters)
             if not granted:
                 return None
         self._next += 1
@@ -288,10 +329,10 @@ class AdmissionGate:
         return self._next
 
     def _free(self) -> None:
-        """A slot came free: it goes to the first request still waiting (reserved at once, so no
+        """A slot came free: it goes to the oldest call still waiting (reserved at once, so no
         newcomer takes it before that request resumes), else back to the pool."""
         while self.waiters:
-            waiter = self.waiters.popleft()
+            waiter = heapq.heappop(self.waiters)[2]
             if not waiter.done():
                 waiter.set_result(True)
                 return
@@ -310,7 +351,10 @@ class AdmissionGate:
         # A request in flight for longer than the average says more about the pace than the average.
         oldest = now - min(self.in_flight.values()) if self.in_flight else 0.0
         seconds = retry_after(
-            len(self.waiters) + len(self.returning), self.concurrency, max(self.service_seconds, oldest)
+            len(self.waiters) + len(self.returning),
+            self.concurrency,
+            max(self.service_seconds, oldest),
+            self.longest_retry_after,
         )
         back = now + seconds
         # kept sorted: most requests are shed with a Retry-After at least as late as the last
@@ -326,14 +370,37 @@ class AdmissionGate:
         if scope["type"] != "http" or not is_gated(scope.get("path", ""), self.static_prefix):
             await self.app(scope, receive, send)
             return
-        slot = await self._acquire()
+        client = tuple(scope.get("client") or ())
+        since = self._call_since(client)
+        slot = await self._acquire(since)
         if slot is None:
+            self._note_shed(client, since)
             await self._reject(receive, send)
             return
+        self.shed_calls.pop(client, None)
         try:
-            await self.app(scope, receive, self._balancing(scope, send) if self.board is not None else send)
+            await self.app(scope, receive, self._balancing(client, send) if self.board is not None else send)
         finally:
             self._release(slot)
+
+    # ---------------------------------------------------------------- retried calls
+
+    def _call_since(self, client: Any) -> float:
+        """When the call on this connection first came: the time of its first shed attempt when
+        this request is its retry, now otherwise."""
+        shed = self.shed_calls.get(client)
+        return shed[0] if shed else self.clock()
+
+    def _note_shed(self, client: Any, since: float) -> None:
+        """Remember a shed call by its connection, to queue its retry by ``since``; forget the
+        connections that uvicorn has closed since (idle past the keep-alive timeout)."""
+        now = self.clock()
+        if now - self._shed_pruned >= 1.0:
+            self._shed_pruned = now
+            for gone in [c for c, (_, last) in self.shed_calls.items() if now - last > self.keep_alive_seconds]:
+                del self.shed_calls[gone]
+        if client:  # a connection without an address (a Unix socket) cannot be told apart
+            self.shed_calls[client] = (since, now)
 
     def _seen(self, client: Any) -> None:
         """Note a request of ``client``; forget the clients idle past CONNECTION_IDLE_SECONDS
@@ -362,10 +429,9 @@ class AdmissionGate:
         self.board.publish(len(self.clients))
         self._expire_later()
 
-    def _balancing(self, scope: Scope, send: Send) -> Send:
+    def _balancing(self, client: Any, send: Send) -> Send:
         """``send`` that adds ``Connection: close`` to the response when this worker serves two
         connections more than another (:func:`overloaded`): the client comes back on a new one."""
-        client = tuple(scope.get("client") or ())
         self._seen(client)
 
         async def balanced(message: Message) -> None:
