@@ -839,3 +839,48 @@ def test_gate_spreads_keep_alive_connections_over_the_workers(
     assert not failures, failures[:5]
     # (how many it let go depends on how the kernel first spread them: 0 when it was even)
     assert len(spread) == 2 and spread[0] - spread[1] <= 2, f"connections per worker: {spread}, let go: {closes[0]}"
+
+
+def test_mlflow_client_retries_a_shed_call_on_the_same_connection(
+    postgres_backend_uri: str,
+    rendered_server: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gate queues the retry of a shed call by when the call first came, and it knows the
+    retry by its connection (tests/unit/test_admission_gate.py shows the order). This is the real
+    half: K = 1, W = 1 s, one worker whose slot a slow upload has held for a while, so Retry-After
+    is longer than uvicorn's default 5 s keep-alive; MLflow's client sleeps it and retries, and
+    uvicorn's access log shows the 503 and the 200 of that call from the same client port: the
+    role's --timeout-keep-alive kept the connection open through the sleep."""
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER"):
+        monkeypatch.delenv(name, raising=False)
+    url = _gated_server(
+        postgres_backend_uri,
+        rendered_server,
+        tmp_path,
+        mlflow_server_request_concurrency=1,
+        mlflow_server_request_queue_seconds=1,
+    )
+    client = mlflow.MlflowClient(tracking_uri=url)
+    run_id = client.create_run(client.create_experiment(f"same-{secrets.token_hex(4)}")).info.run_id
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    holder = _SlowUpload(url, "holder")
+    time.sleep(7)  # Retry-After counts the age of the oldest request in flight: above 5 s now
+    began = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        call = pool.submit(client.log_batch, run_id, metrics=[Metric("m", 1.0, 0, 0)])
+        for _poll in range(600):
+            if any("Incremented Retry" in r.getMessage() for r in caplog.records) or call.done():
+                break
+            time.sleep(0.1)
+        assert holder.finish() == 200
+        call.result(timeout=120)
+    took = time.monotonic() - began
+    assert took > 6, f"the call took {took:.1f} s: Retry-After was not above uvicorn's default keep-alive"
+    log = (tmp_path / "server.log").read_text()
+    batches = [line for line in log.splitlines() if "/api/2.0/mlflow/runs/log-batch" in line]
+    statuses = [(line.split(" - ")[0].split()[-1], line.rsplit('"', 1)[-1].split()[0]) for line in batches]
+    assert [status for _address, status in statuses] == ["503", "200"], batches
+    assert statuses[0][0] == statuses[1][0], f"the retry came on another connection: {batches}"
