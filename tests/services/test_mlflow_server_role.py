@@ -751,16 +751,16 @@ def test_gate_holds_at_most_k_and_sheds_the_rest_fast_with_retry_after(
     )
 
 
-def test_mlflow_client_with_default_retries_completes_every_call_behind_a_full_gate(
+@pytest.fixture
+def one_slot_server(
     postgres_backend_uri: str,
     rendered_server: Callable[..., str],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """K = 1, W = 1 s, one worker, its slot held by a slow upload: eight MlflowClient().log_batch
-    callers are shed with 503 + Retry-After, MLflow's client (its default 7 retries, Retry-After
-    honoured, POST retried) sleeps and retries, and once the slot is free every call completes."""
+) -> tuple[str, mlflow.MlflowClient, str, Callable[[], int]]:
+    """The gated server with one worker, K = 1 and W = 1 s; an MlflowClient with its default
+    retries and a run of it; a count of the retries urllib3 has logged."""
     for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER"):
         monkeypatch.delenv(name, raising=False)
     url = _gated_server(
@@ -777,6 +777,16 @@ def test_mlflow_client_with_default_retries_completes_every_call_behind_a_full_g
     def retried() -> int:
         return sum("Incremented Retry" in r.getMessage() for r in caplog.records)
 
+    return url, client, run_id, retried
+
+
+def test_mlflow_client_with_default_retries_completes_every_call_behind_a_full_gate(
+    one_slot_server: tuple[str, mlflow.MlflowClient, str, Callable[[], int]],
+) -> None:
+    """K = 1, W = 1 s, one worker, its slot held by a slow upload: eight MlflowClient().log_batch
+    callers are shed with 503 + Retry-After, MLflow's client (its default 7 retries, Retry-After
+    honoured, POST retried) sleeps and retries, and once the slot is free every call completes."""
+    url, client, run_id, retried = one_slot_server
     holder = _SlowUpload(url, "holder")
     callers = 8
 
@@ -842,11 +852,8 @@ def test_gate_spreads_keep_alive_connections_over_the_workers(
 
 
 def test_mlflow_client_retries_a_shed_call_on_the_same_connection(
-    postgres_backend_uri: str,
-    rendered_server: Callable[..., str],
+    one_slot_server: tuple[str, mlflow.MlflowClient, str, Callable[[], int]],
     tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The gate queues the retry of a shed call by when the call first came, and it knows the
     retry by its connection (tests/unit/test_admission_gate.py shows the order). This is the real
@@ -854,25 +861,14 @@ def test_mlflow_client_retries_a_shed_call_on_the_same_connection(
     is longer than uvicorn's default 5 s keep-alive; MLflow's client sleeps it and retries, and
     uvicorn's access log shows the 503 and the 200 of that call from the same client port: the
     role's --timeout-keep-alive kept the connection open through the sleep."""
-    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER"):
-        monkeypatch.delenv(name, raising=False)
-    url = _gated_server(
-        postgres_backend_uri,
-        rendered_server,
-        tmp_path,
-        mlflow_server_request_concurrency=1,
-        mlflow_server_request_queue_seconds=1,
-    )
-    client = mlflow.MlflowClient(tracking_uri=url)
-    run_id = client.create_run(client.create_experiment(f"same-{secrets.token_hex(4)}")).info.run_id
-    caplog.set_level(logging.DEBUG, logger="urllib3")
+    url, client, run_id, retried = one_slot_server
     holder = _SlowUpload(url, "holder")
     time.sleep(7)  # Retry-After counts the age of the oldest request in flight: above 5 s now
     began = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         call = pool.submit(client.log_batch, run_id, metrics=[Metric("m", 1.0, 0, 0)])
         for _poll in range(600):
-            if any("Incremented Retry" in r.getMessage() for r in caplog.records) or call.done():
+            if retried() or call.done():
                 break
             time.sleep(0.1)
         assert holder.finish() == 200

@@ -425,3 +425,35 @@ def test_a_worker_whose_clients_went_quiet_publishes_that_without_a_request() ->
     assert board.published[-1] == 0
     assert app.clients == {}
     assert app._expiry is None  # noqa: SLF001 - nothing left to expire, no timer
+
+
+def test_a_client_whose_call_was_shed_still_counts_until_its_connection_closes() -> None:
+    """A shed client sleeps Retry-After without a request: still this worker's load (it comes
+    back here, on its connection). Were it not counted, the busier worker, shedding more, would
+    publish the smaller count and keep its surplus of connections."""
+    now = [0.0]
+
+    async def scenario():
+        board = FixedBoard([50])  # the other worker busier: nothing is let go
+        inner = SlowApp()
+        app = gate.AdmissionGate(
+            inner, concurrency=1, queue_seconds=0.05, clock=lambda: now[0], board=board, keep_alive_seconds=20
+        )
+        held = asyncio.create_task(_request(app, "/api/hold", ("10.0.0.1", 1)))
+        await asyncio.sleep(0.01)
+        shed = await _request(app, "/api/x", ("10.0.0.1", 2))
+        after_shed = board.published[-1]
+        now[0] += gate.CONNECTION_IDLE_SECONDS + 1  # both quiet past the idle time
+        app._expire()  # noqa: SLF001 - the timer's work, now
+        while_sleeping = board.published[-1]
+        now[0] += 20  # past the keep-alive: uvicorn has closed the shed client's connection
+        app._expire()  # noqa: SLF001
+        inner.release.set()
+        await held
+        return shed, after_shed, while_sleeping, board.published[-1]
+
+    shed, after_shed, while_sleeping, closed = asyncio.run(scenario())
+    assert shed["status"] == 503
+    assert after_shed == 2
+    assert while_sleeping == 1, "the sleeping shed client still counts, the quiet one does not"
+    assert closed == 0

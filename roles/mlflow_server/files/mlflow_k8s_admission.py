@@ -24,12 +24,13 @@ Retry-After stays below ``MLFLOW_K8S_ADMISSION_KEEP_ALIVE_SECONDS``, uvicorn's
 The workers of one server share their listening socket, and whichever accepts first keeps a
 client's keep-alive connection for good: eight clients can all end up on one worker while the
 other idles. So each worker counts the client connections it serves (the distinct client
-addresses of its API requests in the last CONNECTION_IDLE_SECONDS, uvicorn's keep-alive timeout)
-and publishes the count in a slot of a small shared file (:class:`LoadBoard`); a worker holding
-two connections more than the worker with the fewest answers with ``Connection: close``, and the
-client's next request opens a new connection, which the idler worker, waiting in accept, is the
-first to take (``MLFLOW_K8S_ADMISSION_BALANCE=false`` turns this off). Connections, not requests
-in flight: they are what stays put, and counting them does not flap with every short request.
+addresses of its API requests in the last CONNECTION_IDLE_SECONDS, and those whose shed call
+will come back: :meth:`AdmissionGate.load`) and publishes the count in a slot of a small shared
+file (:class:`LoadBoard`); a worker holding two connections more than the worker with the fewest
+answers with ``Connection: close``, and the client's next request opens a new connection, which
+the idler worker, waiting in accept, is the first to take
+(``MLFLOW_K8S_ADMISSION_BALANCE=false`` turns this off). Connections, not requests in flight:
+they are what stays put, and counting them does not flap with every short request.
 
 Each worker sets the interpreter's thread switch interval from
 ``MLFLOW_K8S_ADMISSION_SWITCH_INTERVAL`` (SWITCH_INTERVAL_DEFAULT, Python's own, when unset).
@@ -214,6 +215,17 @@ def longest_retry_after(keep_alive_seconds: float) -> int:
     return max(RETRY_AFTER_MIN, min(RETRY_AFTER_MAX, math.ceil(keep_alive_seconds) - 1))
 
 
+def _seconds(environ: MutableMapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A number of seconds from ``environ[name]`` (``default`` when unset), within [low, high]."""
+    try:
+        value = float(environ.get(name, str(default)))
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value:g}: must be {low:g}..{high:g} s")
+    return value
+
+
 def settings_from_env(environ: MutableMapping[str, str] | None = None) -> dict[str, Any]:
     """K, W and the static prefix from the environment the role renders; a clear error otherwise."""
     environ = os.environ if environ is None else environ
@@ -229,18 +241,8 @@ def settings_from_env(environ: MutableMapping[str, str] | None = None) -> dict[s
     balance = environ.get(BALANCE_ENV, "true").strip().lower()
     if balance not in ("true", "false"):
         raise ValueError(f"{BALANCE_ENV}={balance}: must be true or false")
-    try:
-        switch_interval = float(environ.get(SWITCH_INTERVAL_ENV, str(SWITCH_INTERVAL_DEFAULT)))
-    except ValueError:
-        raise ValueError(f"{SWITCH_INTERVAL_ENV} must be a number of seconds") from None
-    if not 0.0001 <= switch_interval <= 0.1:
-        raise ValueError(f"{SWITCH_INTERVAL_ENV}={switch_interval:g}: must be 0.0001..0.1 s")
-    try:
-        keep_alive = float(environ.get(KEEP_ALIVE_ENV, str(KEEP_ALIVE_DEFAULT)))
-    except ValueError:
-        raise ValueError(f"{KEEP_ALIVE_ENV} must be a number of seconds") from None
-    if not 1 <= keep_alive <= 3600:
-        raise ValueError(f"{KEEP_ALIVE_ENV}={keep_alive:g}: must be 1..3600 s")
+    switch_interval = _seconds(environ, SWITCH_INTERVAL_ENV, SWITCH_INTERVAL_DEFAULT, 0.0001, 0.1)
+    keep_alive = _seconds(environ, KEEP_ALIVE_ENV, KEEP_ALIVE_DEFAULT, 1, 3600)
     return {
         "concurrency": concurrency,
         "queue_seconds": queue_seconds,
@@ -281,7 +283,6 @@ class AdmissionGate:
         self._arrivals = 0
         # connection -> (when its shed call first came, when it was last shed)
         self.shed_calls: dict[Any, tuple[float, float]] = {}
-        self._shed_pruned = float("-inf")
         self.returning: collections.deque[float] = collections.deque()  # when shed requests come back
         self.service_seconds = INITIAL_SERVICE_SECONDS
         self.admitted = 0
@@ -394,12 +395,13 @@ class AdmissionGate:
         """Remember a shed call by its connection, to queue its retry by ``since``; forget the
         connections that uvicorn has closed since (idle past the keep-alive timeout)."""
         now = self.clock()
-        if now - self._shed_pruned >= 1.0:
-            self._shed_pruned = now
-            for gone in [c for c, (_, last) in self.shed_calls.items() if now - last > self.keep_alive_seconds]:
-                del self.shed_calls[gone]
+        if now - self._pruned >= 1.0:
+            self._prune(now)
         if client:  # a connection without an address (a Unix socket) cannot be told apart
             self.shed_calls[client] = (since, now)
+        if self.board is not None:
+            self.board.publish(self.load())
+            self._expire_later()
 
     def _seen(self, client: Any) -> None:
         """Note a request of ``client``; forget the clients idle past CONNECTION_IDLE_SECONDS
@@ -408,24 +410,35 @@ class AdmissionGate:
         self.clients[client] = now
         if now - self._pruned >= 1.0:
             self._prune(now)
-        self.board.publish(len(self.clients))
+        self.board.publish(self.load())
         self._expire_later()
 
+    def load(self) -> int:
+        """The connections this worker answers for: those with a request in the last
+        CONNECTION_IDLE_SECONDS, and those whose shed call will come back (its client sleeping
+        Retry-After is still this worker's load: without it, the busier worker, shedding more,
+        would look the idler one and keep its surplus)."""
+        return len(self.clients.keys() | self.shed_calls.keys())
+
     def _prune(self, now: float) -> None:
+        """Forget the clients quiet past CONNECTION_IDLE_SECONDS, and the shed calls whose
+        connection uvicorn has closed (quiet past its keep-alive timeout)."""
         self._pruned = now
         for gone in [c for c, seen in self.clients.items() if now - seen > CONNECTION_IDLE_SECONDS]:
             del self.clients[gone]
+        for gone in [c for c, (_, last) in self.shed_calls.items() if now - last > self.keep_alive_seconds]:
+            del self.shed_calls[gone]
 
     def _expire_later(self) -> None:
         """A worker whose clients all went quiet gets no request that would prune them: a timer
         does, so its published count falls to what it serves and the others can hand it some."""
-        if self._expiry is None and self.clients:
+        if self._expiry is None and (self.clients or self.shed_calls):
             self._expiry = asyncio.get_running_loop().call_later(CONNECTION_IDLE_SECONDS + 0.5, self._expire)
 
     def _expire(self) -> None:
         self._expiry = None
         self._prune(self.clock())
-        self.board.publish(len(self.clients))
+        self.board.publish(self.load())
         self._expire_later()
 
     def _balancing(self, client: Any, send: Send) -> Send:
@@ -437,12 +450,12 @@ class AdmissionGate:
             if (
                 message["type"] == "http.response.start"
                 and client in self.clients
-                and overloaded(len(self.clients), self.board.others())
+                and overloaded(self.load(), self.board.others())
             ):
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
                 message = {**message, "headers": [*headers, (b"connection", b"close")]}
                 del self.clients[client]
-                self.board.publish(len(self.clients))
+                self.board.publish(self.load())
                 self.released += 1
             await send(message)
 
