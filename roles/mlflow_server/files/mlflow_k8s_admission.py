@@ -426,7 +426,7 @@ class AdmissionGate:
         self._pruned = now
         for gone in [c for c, seen in self.clients.items() if now - seen > CONNECTION_IDLE_SECONDS]:
             del self.clients[gone]
-        for gone in [c for c, (_, last) in self.shed_calls.items() if now - last > self.keep_alive_seconds]:
+        for gone in [c for c, times in self.shed_calls.items() if now - times[1] > self.keep_alive_seconds]:
             del self.shed_calls[gone]
 
     def _expire_later(self) -> None:
