@@ -516,6 +516,7 @@ def test_role_refuses_a_pool_that_can_deadlock_log_batch(tmp_path: Path) -> None
         ({"mlflow_server_request_concurrency": 0}, "(now 0)"),
         ({"mlflow_server_request_queue_seconds": 0}, "mlflow_server_request_queue_seconds must be 1..60 (now 0)"),
         ({"mlflow_server_request_queue_seconds": 61}, "(now 61)"),
+        ({"mlflow_server_keep_alive_seconds": 1}, "mlflow_server_keep_alive_seconds 2..3600 (now 1)"),
         (
             {
                 "mlflow_server_auth_enabled": True,
