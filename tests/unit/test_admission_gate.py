@@ -457,3 +457,43 @@ def test_a_client_whose_call_was_shed_still_counts_until_its_connection_closes()
     assert after_shed == 2
     assert while_sleeping == 1, "the sleeping shed client still counts, the quiet one does not"
     assert closed == 0
+
+
+@pytest.mark.parametrize("ending", ["slow body", "client gone"])
+def test_a_shed_call_whose_connection_closes_stops_counting_at_once(ending) -> None:
+    """A shed request whose body does not come within the queue time gets its 503 with
+    ``Connection: close``; one whose client went away gets nothing. Either way its connection is
+    gone: the retry comes as a new call, and the client is no longer this worker's load."""
+
+    async def scenario():
+        board = FixedBoard([50])
+        inner = SlowApp()
+        app = gate.AdmissionGate(inner, concurrency=1, queue_seconds=0.05, board=board, keep_alive_seconds=20)
+        held = asyncio.create_task(_request(app, "/api/hold", ("10.0.0.1", 1)))
+        await asyncio.sleep(0.01)
+        sent: list[dict] = []
+
+        async def receive():
+            if ending == "client gone":
+                return {"type": "http.disconnect"}
+            await asyncio.sleep(1)  # the rest of the body is slower than the queue time
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/api/x", "method": "POST", "headers": [], "client": ("10.0.0.1", 2)}
+        await app(scope, receive, send)
+        shed_calls = dict(app.shed_calls)
+        inner.release.set()
+        await held
+        return sent, shed_calls, board.published
+
+    sent, shed_calls, published = asyncio.run(scenario())
+    if ending == "slow body":
+        headers = dict(sent[0]["headers"])
+        assert (sent[0]["status"], headers[b"connection"]) == (503, b"close")
+    else:
+        assert sent == []
+    assert shed_calls == {}, "a closed connection's call is forgotten"
+    assert published[-1] == 1, "only the held client counts"

@@ -375,7 +375,8 @@ class AdmissionGate:
         slot = await self._acquire(since)
         if slot is None:
             self._note_shed(client, since)
-            await self._reject(receive, send)
+            if not await self._reject(receive, send):
+                self._forget_shed(client)
             return
         self.shed_calls.pop(client, None)
         try:
@@ -402,6 +403,13 @@ class AdmissionGate:
         if self.board is not None:
             self.board.publish(self.load())
             self._expire_later()
+
+    def _forget_shed(self, client: Any) -> None:
+        """The shed call's connection is closed (the client went away, or was answered with
+        ``Connection: close``): its retry comes on a new connection, as a new call, and its client
+        is no longer this worker's load."""
+        if self.shed_calls.pop(client, None) is not None and self.board is not None:
+            self.board.publish(self.load())
 
     def _seen(self, client: Any) -> None:
         """Note a request of ``client``; forget the clients idle past CONNECTION_IDLE_SECONDS
@@ -461,7 +469,9 @@ class AdmissionGate:
 
         return balanced
 
-    async def _reject(self, receive: Receive, send: Send) -> None:
+    async def _reject(self, receive: Receive, send: Send) -> bool:
+        """Drain the request (up to DRAIN_LIMIT, within the queue time) and answer 503 with
+        Retry-After. True when the connection stays open for the client's retry."""
         self.shed += 1
         seconds = self.retry_after()
         read, more, close = 0, True, False
@@ -473,7 +483,7 @@ class AdmissionGate:
                 close = True  # a client this slow gets its answer now
                 break
             if message["type"] != "http.request":
-                return  # the client went away
+                return False  # the client went away
             read += len(message.get("body", b""))
             more = message.get("more_body", False)
             if more and read > DRAIN_LIMIT:
@@ -495,6 +505,7 @@ class AdmissionGate:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        return not close
 
 
 def _gate(app: ASGIApp) -> AdmissionGate:
