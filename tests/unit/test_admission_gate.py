@@ -104,7 +104,7 @@ def test_settings_from_the_role_env() -> None:
         ({gate.BALANCE_ENV: "sometimes"}, gate.BALANCE_ENV),
         ({gate.SWITCH_INTERVAL_ENV: "0"}, gate.SWITCH_INTERVAL_ENV),
         ({gate.SWITCH_INTERVAL_ENV: "soon"}, gate.SWITCH_INTERVAL_ENV),
-        ({gate.KEEP_ALIVE_ENV: "0"}, gate.KEEP_ALIVE_ENV),
+        ({gate.KEEP_ALIVE_ENV: "1"}, gate.KEEP_ALIVE_ENV),
         ({gate.KEEP_ALIVE_ENV: "forever"}, gate.KEEP_ALIVE_ENV),
     ):
         with pytest.raises(ValueError, match=named):

@@ -242,7 +242,7 @@ def settings_from_env(environ: MutableMapping[str, str] | None = None) -> dict[s
     if balance not in ("true", "false"):
         raise ValueError(f"{BALANCE_ENV}={balance}: must be true or false")
     switch_interval = _seconds(environ, SWITCH_INTERVAL_ENV, SWITCH_INTERVAL_DEFAULT, 0.0001, 0.1)
-    keep_alive = _seconds(environ, KEEP_ALIVE_ENV, KEEP_ALIVE_DEFAULT, 1, 3600)
+    keep_alive = _seconds(environ, KEEP_ALIVE_ENV, KEEP_ALIVE_DEFAULT, 2, 3600)  # the role's bound (validate.yml)
     return {
         "concurrency": concurrency,
         "queue_seconds": queue_seconds,
