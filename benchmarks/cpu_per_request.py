@@ -1,0 +1,97 @@
+"""CPU per request: where a CPU-bound tracking server's throughput goes, role against defaults.
+
+    python -m benchmarks cpu_per_request [--backend postgresql|mysql] [--concurrency C]
+                                         [--seconds S] [--rounds R] [--batch-size B]
+                                         [--role-var mlflow_server_NAME=VALUE] [--configs role,defaults]
+
+On a machine whose cores are all busy, a server's throughput is the cores over the CPU one
+request costs the machine (the server's processes, the database's, the clients'), so a lower
+request rate is either more CPU per request or idle cores. This benchmark measures both, with the
+servers and databases of ``tracking_server`` (the same helpers): each round starts every
+configuration afresh on its own fresh database (alternating, so the machine's drift falls on
+all), waits until it is idle, warms it up with log-batch, then measures S seconds of
+back-to-back log-batch calls from C clients and prints requests/s, the CPU seconds per request
+of the server's process tree (``/proc/<pid>/stat``) and of the whole machine (``/proc/stat``,
+everything but idle and iowait), and the load average. One ``--role-var`` set applies to the
+role's server; run it again with another to compare settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from benchmarks import tracking_server as ts
+
+WARMUP_SECONDS = 3.0
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the machine has spent on anything but idle and iowait since boot."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(config: str, args: argparse.Namespace) -> dict[str, float]:
+    """One configuration, started on a fresh database: req/s and CPU milliseconds per request."""
+    overrides = args.role_vars if config == "role" else None
+    with contextlib.ExitStack() as stack:
+        env = stack.enter_context(ts.database_server(args.backend, args.max_connections))
+        uri = stack.enter_context(ts.fresh_database(args.backend, env))
+        server = stack.enter_context(ts.running_server(config, args.backend, uri, args.max_connections, overrides))
+        ts.settle(server.proc.pid)
+        runs = ts.setup_runs(server.url, args.concurrency)
+        ts.workload(server, "log-batch", runs, 0, WARMUP_SECONDS, args.concurrency, args.batch_size)
+        server_before, machine_before = ts.cpu_seconds(server.proc.pid), machine_busy_seconds()
+        sample = ts.workload(server, "log-batch", runs, 0, args.seconds, args.concurrency, args.batch_size)
+        server_after, machine_after = ts.cpu_seconds(server.proc.pid), machine_busy_seconds()
+    done = max(sample.completed, 1)
+    return {
+        "rps": sample.completed / args.seconds,
+        "server_ms": 1000 * (server_after - server_before) / done,
+        "machine_ms": 1000 * (machine_after - machine_before) / done,
+        "errors": len(sample.errors),
+        "load": os.getloadavg()[0],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks cpu_per_request", description=__doc__.split("\n", maxsplit=1)[0]
+    )
+    parser.add_argument("--backend", choices=ts.BACKENDS, default="postgresql", help="database (default postgresql)")
+    parser.add_argument("--concurrency", type=int, default=8, help="log-batch client threads (default 8)")
+    parser.add_argument("--seconds", type=float, default=15, help="measuring window per round (default 15)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
+    parser.add_argument("--batch-size", type=int, default=1000, help="metrics per log-batch request (default 1000)")
+    parser.add_argument("--max-connections", type=int, default=500, help="the database servers' (default 500)")
+    parser.add_argument(
+        "--role-var",
+        type=ts._role_var,  # pylint: disable=protected-access
+        action="append",
+        default=[],
+        metavar="mlflow_server_NAME=VALUE",
+        help="a role variable for the role's server (repeatable)",
+    )
+    parser.add_argument("--configs", type=ts._configs, default=list(ts.CONFIGS), help="role,defaults (default both)")  # pylint: disable=protected-access
+    args = parser.parse_args(argv)
+    if args.concurrency < 1 or args.seconds <= 0 or args.rounds < 1:
+        parser.error("--concurrency and --rounds must be >= 1 and --seconds > 0")
+    args.role_vars = dict(args.role_var)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    print(f"{args.backend}, {args.concurrency} clients, log-batch of {args.batch_size}, {args.seconds:g} s a round")
+    print("round  config    req/s  server ms/req  machine ms/req  errors  load")
+    for number in range(1, args.rounds + 1):
+        order = args.configs if number % 2 else list(reversed(args.configs))
+        for config in order:
+            row = measure(config, args)
+            print(
+                f"{number:>5}  {config:<8} {row['rps']:>6.2f}  {row['server_ms']:>13.1f}"
+                f"  {row['machine_ms']:>14.1f}  {row['errors']:>6}  {row['load']:>4.1f}",
+                flush=True,
+            )
+    return 0
