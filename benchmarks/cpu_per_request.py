@@ -68,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15, help="measuring window per round (default 15)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
     parser.add_argument("--batch-size", type=int, default=1000, help="metrics per log-batch request (default 1000)")
-    parser.add_argument("--max-connections", type=int, default=500, help="the database servers' (default 500)")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        help="max_connections of the database servers (default: the database role's database_max_connections)",
+    )
     parser.add_argument(
         "--role-var",
         type=ts._role_var,  # pylint: disable=protected-access
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency < 1 or args.seconds <= 0 or args.rounds < 1:
         parser.error("--concurrency and --rounds must be >= 1 and --seconds > 0")
     args.role_vars = dict(args.role_var)
+    args.max_connections = args.max_connections or ts.database_role_max_connections()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"{args.backend}, {args.concurrency} clients, log-batch of {args.batch_size}, {args.seconds:g} s a round")
     print("round  config    req/s  server ms/req  machine ms/req  errors  load")
