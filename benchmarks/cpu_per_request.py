@@ -68,21 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15, help="measuring window per round (default 15)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
     parser.add_argument("--batch-size", type=int, default=1000, help="metrics per log-batch request (default 1000)")
-    parser.add_argument(
-        "--max-connections",
-        type=int,
-        default=0,
-        help="max_connections of the database servers (default: the database role's database_max_connections)",
-    )
-    parser.add_argument(
-        "--role-var",
-        type=ts._role_var,  # pylint: disable=protected-access
-        action="append",
-        default=[],
-        metavar="mlflow_server_NAME=VALUE",
-        help="a role variable for the role's server (repeatable)",
-    )
-    parser.add_argument("--configs", type=ts._configs, default=list(ts.CONFIGS), help="role,defaults (default both)")  # pylint: disable=protected-access
+    ts.add_server_arguments(parser)
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.seconds <= 0 or args.rounds < 1:
         parser.error("--concurrency and --rounds must be >= 1 and --seconds > 0")

@@ -765,6 +765,27 @@ def _levels(text: str) -> list[int]:
     return levels
 
 
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the servers and databases (also benchmarks/cpu_per_request.py's)."""
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        help="max_connections of the database servers (default: the database role's database_max_connections)",
+    )
+    parser.add_argument(
+        "--role-var",
+        type=_role_var,
+        action="append",
+        default=[],
+        metavar="mlflow_server_NAME=VALUE",
+        help="a role variable for the role's server (repeatable), e.g. mlflow_server_request_concurrency=4",
+    )
+    parser.add_argument(
+        "--configs", type=_configs, default=list(CONFIGS), help="role,defaults (default both; one to tune)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks tracking_server", description=__doc__.split("\n", maxsplit=1)[0]
@@ -794,23 +815,7 @@ def main(argv: list[str] | None = None) -> int:
         "--warmup", type=float, default=3, help="unmeasured seconds of each workload before its rounds (default 3)"
     )
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per workload (default 6)")
-    parser.add_argument(
-        "--max-connections",
-        type=int,
-        default=0,
-        help="max_connections of the database servers (default: the database role's database_max_connections)",
-    )
-    parser.add_argument(
-        "--role-var",
-        type=_role_var,
-        action="append",
-        default=[],
-        metavar="mlflow_server_NAME=VALUE",
-        help="a role variable for the role's server (repeatable), e.g. mlflow_server_request_concurrency=4",
-    )
-    parser.add_argument(
-        "--configs", type=_configs, default=list(CONFIGS), help="role,defaults (default both; one to tune)"
-    )
+    add_server_arguments(parser)
     args = parser.parse_args(argv)
     args.role_vars = dict(args.role_var)
     backends = [b for b in args.backends.split(",") if b]
