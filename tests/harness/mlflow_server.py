@@ -9,6 +9,7 @@ Shared by tests/services (through the fixtures of its conftest.py) and by benchm
   started and raises ``ServerStartError`` with the tail of the server's log;
 - ``wait_for_health(url, ...)``: the bounded wait on its own, usable against any server;
 - ``Server.stop()``: SIGTERM to the server's whole process group, SIGKILL when it lingers;
+- ``group_members(pgid)``: the live processes of a process group (a server started in its own);
 - ``services_start()`` / ``services_stop()`` / ``fresh_database()``: the PostgreSQL and MariaDB
   of tests/harness/services, and a uniquely named empty database on them, dropped afterwards.
 
@@ -355,7 +356,7 @@ def _stop_process(process: subprocess.Popen, timeout: float) -> int:
         while process.poll() is None and time.monotonic() < deadline:
             # The `mlflow server` wrapper only forwards the signal and waits for uvicorn; once uvicorn
             # is gone it spends seconds in interpreter shutdown. Nothing is lost by cutting that short.
-            members = _group_members(process.pid)
+            members = group_members(process.pid)
             if members is None or members - {process.pid}:
                 alone_since = None
             elif alone_since is None:
@@ -374,7 +375,7 @@ def _stop_process(process: subprocess.Popen, timeout: float) -> int:
     return process.returncode
 
 
-def _group_members(pgid: int) -> set[int] | None:
+def group_members(pgid: int) -> set[int] | None:
     """Live processes of process group ``pgid`` (from /proc; ``None`` where there is no /proc)."""
     members = set()
     try:

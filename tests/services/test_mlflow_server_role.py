@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -37,6 +38,7 @@ from tests.harness.mlflow_server import (
     Server,
     free_port,
     fresh_database,
+    group_members,
     wait_for_health,
 )
 from tests.harness.playbook import run_playbook
@@ -78,6 +80,7 @@ def rendered_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
         wait_for_health(url + prefix, process=process, log_path=log_path, secret_source=server.backend_uri)
         return url
 
+    start.started = started  # the servers, for a test that looks at their processes
     yield start
     for server in started:
         server.stop()
@@ -623,6 +626,7 @@ def test_rendered_server_serves_more_log_batch_clients_than_request_threads(
 # --------------------------------------------------------------------------- the admission gate
 
 GATE_FILE = ROOT / "roles" / "mlflow_server" / "files" / "mlflow_k8s_admission.py"
+LAUNCHER_FILE = ROOT / "roles" / "mlflow_server" / "files" / "mlflow_k8s_exec.py"
 
 
 @pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
@@ -643,6 +647,7 @@ def test_rendered_gate_configmap_carries_the_repo_file_and_rolls_the_pods(tmp_pa
     assert volume["configMap"]["name"] == config_map["metadata"]["name"]
     assert {i["path"] for i in volume["configMap"]["items"]} == {
         "mlflow_k8s_admission.py",
+        "mlflow_k8s_exec.py",
         "mlflow_k8s_admission-1.0.dist-info/METADATA",
         "mlflow_k8s_admission-1.0.dist-info/entry_points.txt",
     }
@@ -652,6 +657,9 @@ def test_rendered_gate_configmap_carries_the_repo_file_and_rolls_the_pods(tmp_pa
     assert env["PYTHONPATH"] == mount["mountPath"] and mount["readOnly"] is True
     assert (env["MLFLOW_K8S_ADMISSION_CONCURRENCY"], env["MLFLOW_K8S_ADMISSION_QUEUE_SECONDS"]) == ("12", "7")
     assert container["args"][container["args"].index("--app-name") + 1] == "admission-gate"
+    # the launcher from the same volume: uvicorn takes over the `mlflow server` process
+    assert config_map["data"]["mlflow_k8s_exec.py"] == LAUNCHER_FILE.read_text()
+    assert container["command"] == ["python", "-m", "mlflow_k8s_exec", "server"]
     checksum = template["metadata"]["annotations"]["mlops.mlflow-k8s/admission-gate-checksum"]
     assert checksum == hashlib.sha256(json.dumps(config_map["data"]).encode()).hexdigest()
 
@@ -660,7 +668,11 @@ def test_rendered_gate_configmap_carries_the_repo_file_and_rolls_the_pods(tmp_pa
     assert "ConfigMap" not in [m["kind"] for m in off]
     template = _role.deployment(off)["spec"]["template"]
     assert "--app-name" not in template["spec"]["containers"][0]["args"]
+    assert template["spec"]["containers"][0]["command"] == ["mlflow", "server"]
     assert "admission-gate" not in json.dumps(template)
+    # Job execution on: MLflow's job runners need the `mlflow server` process; it stays.
+    jobs = _role.render_manifests(_role_vars(tmp_path, 5000, mlflow_server_job_execution=True))
+    assert _role.deployment(jobs)["spec"]["template"]["spec"]["containers"][0]["command"] == ["mlflow", "server"]
 
 
 class _SlowUpload:
@@ -703,6 +715,42 @@ def _gated_server(backend_uri: str, rendered_server: Callable[..., str], tmp_pat
     argv, env = _role.server_command(manifests, {URI_SECRET: backend_uri})
     assert argv[argv.index("--app-name") + 1] == "admission-gate"
     return rendered_server(argv, env)
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def test_uvicorn_takes_over_the_mlflow_server_process_and_stops_on_sigterm(
+    postgres_backend_uri: str, rendered_server: Callable[..., str], tmp_path: Path
+) -> None:
+    """The rendered command, `python -m mlflow_k8s_exec server ...` from the ConfigMap's content:
+    MLflow's CLI prepares the server, and its process becomes uvicorn's supervisor, the
+    container's main process; no `mlflow server` parent stays beside the workers holding a
+    worker's memory. It serves, and SIGTERM to that one process (what the kubelet sends) stops
+    every worker and it exits 0."""
+    manifests = _role.render_manifests(_role_vars(tmp_path, free_port(), mlflow_server_workers=2))
+    argv, env = _role.server_command(manifests, {URI_SECRET: postgres_backend_uri})
+    assert argv[1:4] == ["-m", "mlflow_k8s_exec", "server"]
+    url = rendered_server(argv, env)
+    server = rendered_server.started[-1]
+    pid = server.process.pid
+
+    main = _cmdline(pid)
+    assert main[1:3] == ["-m", "uvicorn"], main
+    assert "mlflow_k8s_admission:create_app" in main
+    members = group_members(pid)
+    commands = {member: " ".join(_cmdline(member)) for member in members}
+    assert not [c for c in commands.values() if "mlflow_k8s_exec" in c or "mlflow server" in c], commands
+    workers = [c for c in commands.values() if "multiprocessing.spawn" in c]
+    # the supervisor, multiprocessing's resource tracker and the two workers: nothing else
+    assert len(workers) == 2 and len(members) == 4, commands
+    search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(search, timeout=30).status_code == 200
+
+    os.kill(pid, signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0, server.log_tail()
+    assert not group_members(pid), "workers outlived the supervisor"
 
 
 def test_gate_holds_at_most_k_and_sheds_the_rest_fast_with_retry_after(
