@@ -539,16 +539,16 @@ def test_role_refuses_admission_gate_settings_out_of_range(
 
 @pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_role_refuses_more_connections_than_the_database_accepts(tmp_path: Path) -> None:
-    # The database role's fact: a database that accepts 40 connections, a server that may open
-    # 2 workers x 2 connections x 8 requests (the gate's K) + 10.
-    message = _render_error(tmp_path, database_connection_limit=40)
-    assert "1 pods (1 replicas) x 2 workers (mlflow_server_workers) x 16 connections per worker" in message, message
-    assert "= 32, plus mlflow_server_db_connection_headroom 10 = 42" in message, message
-    assert "max_connections 40" in message and "database_max_connections to at least 42" in message, message
+    # The database role's fact: a database that accepts 30 connections, a server that may open
+    # 3 workers x 2 connections x 4 requests (the gate's K) + 10.
+    message = _render_error(tmp_path, database_connection_limit=30)
+    assert "1 pods (1 replicas) x 3 workers (mlflow_server_workers) x 8 connections per worker" in message, message
+    assert "= 24, plus mlflow_server_db_connection_headroom 10 = 34" in message, message
+    assert "max_connections 30" in message and "database_max_connections to at least 34" in message, message
     assert "or mlflow_server_request_concurrency" in message, message
-    # Without the gate every request thread may hold two: 2 x 80 + 10.
+    # Without the gate every request thread may hold two: 3 x 80 + 10.
     message = _render_error(tmp_path, database_connection_limit=100, mlflow_server_admission_gate=False)
-    assert "x 80 connections per worker" in message and "= 160, plus" in message, message
+    assert "x 80 connections per worker" in message and "= 240, plus" in message, message
     # Basic auth's store has its own engine (one connection per request thread, at most its
     # pool of 20 + 1); a rolling update (ReadWriteMany) runs one pod more than the replicas.
     message = _render_error(
@@ -559,8 +559,8 @@ def test_role_refuses_more_connections_than_the_database_accepts(tmp_path: Path)
         storage_artifacts_access_modes=["ReadWriteMany"],
         mlflow_server_replicas=2,
     )
-    assert "3 pods (2 replicas + 1 rolling-update surge) x 2 workers" in message, message
-    assert "x 37 connections per worker (16 for the tracking store + 21 for basic auth) = 222" in message, message
+    assert "3 pods (2 replicas + 1 rolling-update surge) x 3 workers" in message, message
+    assert "x 29 connections per worker (8 for the tracking store + 21 for basic auth) = 261" in message, message
 
 
 @pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
@@ -568,7 +568,7 @@ def test_role_sizing_fits_the_database_role_defaults(tmp_path: Path) -> None:
     defaults = yaml.safe_load((ROOT / "roles" / "database" / "defaults" / "main.yml").read_text())
     limit = int(defaults["database_max_connections"])
     auth = {"mlflow_server_auth_enabled": True, "database_auth_uri_secret_name": AUTH_URI_SECRET[0]}
-    for extra, requests_per_worker in (({}, 8), (auth, 8), ({"mlflow_server_admission_gate": False}, 40)):
+    for extra, requests_per_worker in (({}, 4), (auth, 4), ({"mlflow_server_admission_gate": False}, 40)):
         manifests = _role.render_manifests(_role_vars(tmp_path, 5000, database_connection_limit=limit, **extra))
         env = {
             e["name"]: e.get("value")
