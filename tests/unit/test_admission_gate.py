@@ -5,26 +5,15 @@ imported from that very file. On a real `mlflow server`: tests/services/test_mlf
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-GATE_FILE = ROOT / "roles" / "mlflow_server" / "files" / "mlflow_k8s_admission.py"
+from tests.harness.role_files import load_role_file, role_file
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("mlflow_k8s_admission", GATE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("mlflow_k8s_admission", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-gate = _load()
+GATE_FILE = role_file("mlflow_server", "mlflow_k8s_admission")
+gate = load_role_file("mlflow_server", "mlflow_k8s_admission")
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ process replaced by uvicorn: tests/services/test_mlflow_server_role.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import os
 import sys
@@ -13,19 +12,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-LAUNCHER_FILE = ROOT / "roles" / "mlflow_server" / "files" / "mlflow_k8s_exec.py"
+from tests.harness.role_files import load_role_file
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("mlflow_k8s_exec", LAUNCHER_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("mlflow_k8s_exec", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-launcher = _load()
+launcher = load_role_file("mlflow_server", "mlflow_k8s_exec")
 
 
 @pytest.mark.parametrize(
