@@ -42,6 +42,7 @@ from tests.harness.mlflow_server import (
     wait_for_health,
 )
 from tests.harness.playbook import run_playbook
+from tests.harness.role_files import role_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -625,8 +626,8 @@ def test_rendered_server_serves_more_log_batch_clients_than_request_threads(
 
 # --------------------------------------------------------------------------- the admission gate
 
-GATE_FILE = ROOT / "roles" / "mlflow_server" / "files" / "mlflow_k8s_admission.py"
-LAUNCHER_FILE = ROOT / "roles" / "mlflow_server" / "files" / "mlflow_k8s_exec.py"
+GATE_FILE = role_file("mlflow_server", "mlflow_k8s_admission")
+LAUNCHER_FILE = role_file("mlflow_server", "mlflow_k8s_exec")
 
 
 @pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
