@@ -121,7 +121,14 @@ def database_server(backend: str, max_connections: int) -> Iterator[dict[str, st
     with tempfile.TemporaryDirectory(prefix=f"bench-{backend}-") as tmp:
         base = Path(tmp)
         owner = "postgres" if backend == "postgresql" else "mysql"
-        shutil.chown(base, owner, owner)
+        try:
+            shutil.chown(base, owner, owner)
+        except LookupError:
+            raise SystemExit(
+                f"{backend}: no '{owner}' user, so no server of Debian's packages to start here; "
+                "`tests/harness/services start` installs PostgreSQL and MariaDB (then `stop` it: "
+                "the benchmark starts servers of its own)"
+            ) from None
         log = base / "server.log"
         if backend == "postgresql":
             bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
