@@ -28,17 +28,10 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
 from benchmarks import tracking_server as ts
 
 WARMUP_SECONDS = 3.0
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds the machine has spent on anything but idle and iowait since boot."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(config: str, args: argparse.Namespace) -> dict[str, float]:
@@ -51,9 +44,9 @@ def measure(config: str, args: argparse.Namespace) -> dict[str, float]:
         ts.settle(server.proc.pid)
         runs = ts.setup_runs(server.url, args.concurrency)
         ts.workload(server, args.operation, runs, 0, WARMUP_SECONDS, args.concurrency, args.batch_size)
-        before = ts.cpu_seconds(server.proc.pid), time.process_time(), machine_busy_seconds(), time.perf_counter()
+        before = ts.cpu_seconds(server.proc.pid), time.process_time(), ts.machine_busy_seconds(), time.perf_counter()
         sample = ts.workload(server, args.operation, runs, 0, args.seconds, args.concurrency, args.batch_size)
-        after = ts.cpu_seconds(server.proc.pid), time.process_time(), machine_busy_seconds(), time.perf_counter()
+        after = ts.cpu_seconds(server.proc.pid), time.process_time(), ts.machine_busy_seconds(), time.perf_counter()
     server_s, client_s, machine_s, wall = (end - start for start, end in zip(before, after, strict=True))
     done = max(sample.completed, 1)
     return {

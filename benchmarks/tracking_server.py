@@ -267,6 +267,12 @@ def settle(root: int, idle_share: float = 0.1, interval: float = 2.0, limit: flo
     return time.monotonic() - began
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the machine has spent on anything but idle and iowait since boot."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def pss_mb(root: int) -> float:
     """Proportional set size of ``root`` and all its descendants, in MB."""
     total_kb = 0
@@ -390,6 +396,11 @@ class Measurement:
     error_samples: list[str] = field(default_factory=list)
     # client connections per server process, largest first, once in each round
     connections: list[list[int]] = field(default_factory=list)
+    # CPU milliseconds the server's process tree spent per successful call, and the share of the
+    # machine's cores busy (with anything) inside the measuring windows: on a machine whose cores
+    # are all busy, throughput is what the cores can do over what one call costs
+    server_cpu_ms: float = 0.0
+    cores_busy: float = 0.0
 
 
 def _p(values: list[float], q: float) -> float:
@@ -462,7 +473,8 @@ class Sample:
     """What one round of one workload returned. ``completed``: successful calls that ended inside
     the measuring window (throughput); the rest is about the calls that started inside it, each
     followed to its end: latencies of the successful ones and of every attempt, 503s retried,
-    errors; the window's length, and how the server's workers shared the client connections."""
+    errors; the window's length, and how the server's workers shared the client connections;
+    the CPU seconds the server's process tree and the whole machine spent inside the window."""
 
     completed: int = 0
     latencies: list[float] = field(default_factory=list)
@@ -472,6 +484,8 @@ class Sample:
     errors: list[str] = field(default_factory=list)
     wall: float = 0.0
     connections: list[list[int]] = field(default_factory=list)
+    server_cpu: float = 0.0
+    machine_cpu: float = 0.0
 
     def add(self, other: Sample) -> None:
         self.completed += other.completed
@@ -482,6 +496,8 @@ class Sample:
         self.errors += other.errors
         self.wall += other.wall
         self.connections += other.connections
+        self.server_cpu += other.server_cpu
+        self.machine_cpu += other.machine_cpu
 
 
 def workload(
@@ -569,10 +585,14 @@ def workload(
     threads = [threading.Thread(target=client, args=(w,)) for w in range(concurrency)]
     for t in threads:
         t.start()
+    time.sleep(max(opens - time.perf_counter(), 0))
+    cpu_before = cpu_seconds(server.proc.pid), machine_busy_seconds()
     # Halfway through the window every client holds its keep-alive connection.
     time.sleep(max(opens + window / 2 - time.perf_counter(), 0))
     sample.connections.append(_role.connections_by_process(port, tree_pids(server.proc.pid)))
     time.sleep(max(closes - time.perf_counter(), 0))
+    sample.server_cpu = cpu_seconds(server.proc.pid) - cpu_before[0]
+    sample.machine_cpu = machine_busy_seconds() - cpu_before[1]
     with lock:
         settled()
     for t in threads:
@@ -626,6 +646,8 @@ def measurement(server: Server, operation: str, concurrency: int, sample: Sample
         errors_by_kind=kinds,
         error_samples=sample.errors[:3],
         connections=sample.connections,
+        server_cpu_ms=round(1000 * sample.server_cpu / sample.completed, 2) if sample.completed else 0.0,
+        cores_busy=round(sample.machine_cpu / (sample.wall * (os.cpu_count() or 1)), 2) if sample.wall else 0.0,
     )
 
 
@@ -667,10 +689,11 @@ def _spread(m: Measurement) -> str:
 def table(results: list[Measurement], rat: list[dict[str, Any]]) -> str:
     lines = [
         "call: each whole client call, retries included; attempt: each HTTP attempt (a 503 is one);"
-        " shed: 503s retried by the client; retries: the most one call needed (MLflow gives up after 7)",
+        " shed: 503s retried by the client; retries: the most one call needed (MLflow gives up after 7);"
+        " CPU ms: the server's per successful call; busy: the machine's cores, inside the windows",
         f"{'backend':<11}{'clients':>7} {'config':<9}{'operation':<11}{'calls':>6}{'req/s':>7}"
         f"{'call p50/p95/p99/max s':>24}{'attempt p95/p99/max s':>23}{'shed':>6}{'retries':>8}{'PSS MB':>7}"
-        f"{'procs':>6} {'connections by process':<24} errors",
+        f"{'procs':>6}{'CPU ms':>8}{'busy':>6} {'connections by process':<24} errors",
     ]
     for m in sorted(results, key=lambda m: (m.backend, m.concurrency, m.operation, m.config)):
         call = f"{m.p50_ms / 1000:.1f}/{m.p95_ms / 1000:.1f}/{m.p99_ms / 1000:.1f}/{m.max_ms / 1000:.1f}"
@@ -678,7 +701,7 @@ def table(results: list[Measurement], rat: list[dict[str, Any]]) -> str:
         lines.append(
             f"{m.backend:<11}{m.concurrency:>7} {m.config:<9}{m.operation:<11}{m.requests:>6}{m.rps:>7.1f}"
             f"{call:>24}{attempt:>23}{m.shed:>6}{m.retries_max:>8}{m.pss_mb:>7.0f}{m.processes:>6}"
-            f" {_spread(m):<24} {_kinds(m)}"
+            f"{m.server_cpu_ms:>8.1f}{m.cores_busy:>6.0%} {_spread(m):<24} {_kinds(m)}"
         )
     lines.append("")
     lines.append(
@@ -741,7 +764,8 @@ def measure_backend(backend: str, levels: list[int], args: argparse.Namespace) -
                         f"{backend}/{level}/{server.config}/{op}: {m.requests} calls, {m.rps} req/s, call p95"
                         f" {m.p95_ms} ms, max {m.max_ms} ms; attempt p95 {m.attempt_p95_ms} ms, max"
                         f" {m.attempt_max_ms} ms; shed {m.shed}, retries max {m.retries_max}, errors {_kinds(m)},"
-                        f" PSS {m.pss_mb} MB, connections {_spread(m)}, load {os.getloadavg()[0]:.1f}",
+                        f" PSS {m.pss_mb} MB, server CPU {m.server_cpu_ms} ms a call, cores busy {m.cores_busy:.0%},"
+                        f" connections {_spread(m)}, load {os.getloadavg()[0]:.1f}",
                         file=sys.stderr,
                         flush=True,
                     )
