@@ -4,6 +4,7 @@
                                          [--seconds S] [--rounds R] [--batch-size B]
                                          [--operation log-batch|log-metric]
                                          [--role-var mlflow_server_NAME=VALUE] [--configs role,defaults]
+                                         [--variant-var mlflow_server_NAME=VALUE]
 
 On a machine whose cores are all busy, a server's throughput is the cores over the CPU one
 request costs the machine (the server's processes, the database's, the clients'), so a lower
@@ -17,7 +18,9 @@ requests/s, the CPU milliseconds per request of the server's process tree
 (``/proc/stat``, everything but idle and iowait), how busy the machine's cores were, and the
 load average. The clients' share tells whether the server is what limits the rate: the client
 threads are one Python process, which runs Python on one core at a time. One ``--role-var``
-set applies to the role's server; run it again with another to compare settings.
+set applies to the role's server; ``--variant-var`` adds a third configuration, ``variant``: the
+role's server with those variables on top, measured in the same alternating rounds, so two role
+settings are compared side by side (``--configs role --variant-var ...`` for just the two).
 """
 
 from __future__ import annotations
@@ -36,11 +39,15 @@ WARMUP_SECONDS = 3.0
 
 def measure(config: str, args: argparse.Namespace) -> dict[str, float]:
     """One configuration, started on a fresh database: req/s and CPU milliseconds per request."""
-    overrides = args.role_vars if config == "role" else None
+    overrides = {"role": args.role_vars, "variant": {**args.role_vars, **args.variant_vars}}.get(config)
     with contextlib.ExitStack() as stack:
         env = stack.enter_context(ts.database_server(args.backend, args.max_connections))
         uri = stack.enter_context(ts.fresh_database(args.backend, env))
-        server = stack.enter_context(ts.running_server(config, args.backend, uri, args.max_connections, overrides))
+        server = stack.enter_context(
+            ts.running_server(
+                "defaults" if config == "defaults" else "role", args.backend, uri, args.max_connections, overrides
+            )
+        )
         ts.settle(server.proc.pid)
         runs = ts.setup_runs(server.url, args.concurrency)
         ts.workload(server, args.operation, runs, 0, WARMUP_SECONDS, args.concurrency, args.batch_size)
@@ -76,10 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
     parser.add_argument("--batch-size", type=int, default=1000, help="metrics per log-batch request (default 1000)")
     ts.add_server_arguments(parser)
+    parser.add_argument(
+        "--variant-var",
+        type=ts.role_var,
+        action="append",
+        default=[],
+        metavar="mlflow_server_NAME=VALUE",
+        help="a role variable for a third configuration, 'variant', the role's server with it (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.seconds <= 0 or args.rounds < 1:
         parser.error("--concurrency and --rounds must be >= 1 and --seconds > 0")
     args.role_vars = dict(args.role_var)
+    args.variant_vars = dict(args.variant_var)
+    if args.variant_vars:
+        args.configs = [*args.configs, "variant"]
     args.max_connections = args.max_connections or ts.database_role_max_connections()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     what = f"log-batch of {args.batch_size}" if args.operation == "log-batch" else "log-metric"

@@ -772,7 +772,7 @@ def measure_backend(backend: str, levels: list[int], args: argparse.Namespace) -
         return out
 
 
-def _role_var(text: str) -> tuple[str, Any]:
+def role_var(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     if not sep or not name.startswith("mlflow_server_"):
         raise argparse.ArgumentTypeError(f"not mlflow_server_NAME=VALUE: {text!r}")
@@ -806,7 +806,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--role-var",
-        type=_role_var,
+        type=role_var,
         action="append",
         default=[],
         metavar="mlflow_server_NAME=VALUE",

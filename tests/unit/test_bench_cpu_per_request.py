@@ -27,6 +27,7 @@ def test_machine_busy_seconds_counts_cpu_this_process_burns():
         ["--configs", "nope"],
         ["--role-var", "x=1"],
         ["--operation", "log-param"],
+        ["--variant-var", "workers=4"],
     ],
 )
 def test_bad_options_are_refused_before_anything_starts(argv, capsys):
