@@ -5,8 +5,10 @@ imported from that very file. On a real `mlflow server`: tests/services/test_mlf
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
+import weakref
 
 import pytest
 
@@ -80,9 +82,11 @@ def test_settings_from_the_role_env() -> None:
         "keep_alive_seconds": gate.KEEP_ALIVE_DEFAULT,
         "balance": True,
         "switch_interval": gate.SWITCH_INTERVAL_DEFAULT,
+        "gc_freeze": True,
     }
     assert gate.settings_from_env({**env, gate.KEEP_ALIVE_ENV: "75"})["keep_alive_seconds"] == 75.0
     assert gate.settings_from_env({**env, gate.BALANCE_ENV: "False"})["balance"] is False
+    assert gate.settings_from_env({**env, gate.GC_FREEZE_ENV: "false"})["gc_freeze"] is False
     assert gate.settings_from_env({**env, gate.SWITCH_INTERVAL_ENV: "0.002"})["switch_interval"] == 0.002
     for bad, named in (
         ({gate.CONCURRENCY_ENV: "0"}, gate.CONCURRENCY_ENV),
@@ -91,6 +95,7 @@ def test_settings_from_the_role_env() -> None:
         ({gate.QUEUE_SECONDS_ENV: "61"}, gate.QUEUE_SECONDS_ENV),
         ({gate.CONCURRENCY_ENV: "many"}, gate.CONCURRENCY_ENV),
         ({gate.BALANCE_ENV: "sometimes"}, gate.BALANCE_ENV),
+        ({gate.GC_FREEZE_ENV: "1"}, gate.GC_FREEZE_ENV),
         ({gate.SWITCH_INTERVAL_ENV: "0"}, gate.SWITCH_INTERVAL_ENV),
         ({gate.SWITCH_INTERVAL_ENV: "soon"}, gate.SWITCH_INTERVAL_ENV),
         ({gate.KEEP_ALIVE_ENV: "1"}, gate.KEEP_ALIVE_ENV),
@@ -98,6 +103,47 @@ def test_settings_from_the_role_env() -> None:
     ):
         with pytest.raises(ValueError, match=named):
             gate.settings_from_env(bad)
+
+
+@pytest.fixture
+def unfrozen():
+    """The collector as a test found it: nothing frozen before, everything thawed after."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+@pytest.mark.parametrize(("value", "frozen"), [(None, True), ("true", True), ("false", False)])
+def test_a_worker_freezes_what_is_loaded_unless_told_not_to(value, frozen, unfrozen, monkeypatch) -> None:
+    monkeypatch.setenv(gate.BALANCE_ENV, "false")  # no load board file for this
+    if value is None:
+        monkeypatch.delenv(gate.GC_FREEZE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(gate.GC_FREEZE_ENV, value)
+    app = object()  # alive when the gate is made, as MLflow's app is
+    wrapped = gate._gate(app)
+    assert wrapped.app is app
+    assert (gc.get_freeze_count() > 0) is frozen
+    # frozen objects are out of the generations a collection scans
+    assert (gc.get_freeze_count() >= len(gc.get_objects()) // 2) is frozen
+
+
+def test_freezing_keeps_later_garbage_collectable(unfrozen) -> None:
+    frozen = gate.freeze_loaded_objects()
+    assert frozen == gc.get_freeze_count() > 0
+    # what requests allocate after the freeze still goes: a cycle made now is collected
+    cycle: list = []
+    cycle.append(cycle)
+    ref = weakref.ref(Node(cycle))
+    del cycle
+    gc.collect()
+    assert ref() is None
+
+
+class Node:
+    def __init__(self, payload: object) -> None:
+        self.payload = payload
+        self.me = self
 
 
 # --------------------------------------------------------------------------- ASGI behaviour

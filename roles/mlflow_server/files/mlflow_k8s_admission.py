@@ -34,6 +34,9 @@ they are what stays put, and counting them does not flap with every short reques
 
 Each worker sets the interpreter's thread switch interval from
 ``MLFLOW_K8S_ADMISSION_SWITCH_INTERVAL`` (SWITCH_INTERVAL_DEFAULT, Python's own, when unset).
+Unless ``MLFLOW_K8S_ADMISSION_GC_FREEZE=false``, it moves every object alive once MLflow's app is
+loaded (the modules, the app, the routes) out of the cyclic garbage collector's reach
+(``gc.freeze``): a full collection then scans what the requests allocated, not all of MLflow.
 
 Only the standard library at import time: ``mlflow server`` imports this module in its own
 process to see that the entry point is a factory, before any worker exists.
@@ -45,6 +48,7 @@ import asyncio
 import collections
 import contextlib
 import fcntl
+import gc
 import heapq
 import json
 import math
@@ -68,6 +72,7 @@ QUEUE_SECONDS_ENV = "MLFLOW_K8S_ADMISSION_QUEUE_SECONDS"
 BALANCE_ENV = "MLFLOW_K8S_ADMISSION_BALANCE"
 SWITCH_INTERVAL_ENV = "MLFLOW_K8S_ADMISSION_SWITCH_INTERVAL"
 KEEP_ALIVE_ENV = "MLFLOW_K8S_ADMISSION_KEEP_ALIVE_SECONDS"
+GC_FREEZE_ENV = "MLFLOW_K8S_ADMISSION_GC_FREEZE"
 # uvicorn's own --timeout-keep-alive; the role renders 75 (nginx's keepalive_timeout).
 KEEP_ALIVE_DEFAULT = 5.0
 # How long a thread may hold the GIL while another waits for it (sys.setswitchinterval): Python's
@@ -238,9 +243,8 @@ def settings_from_env(environ: MutableMapping[str, str] | None = None) -> dict[s
         raise ValueError(f"{CONCURRENCY_ENV}={concurrency}: must be 1..{MAX_CONCURRENCY}")
     if not 0 < queue_seconds <= MAX_QUEUE_SECONDS:
         raise ValueError(f"{QUEUE_SECONDS_ENV}={queue_seconds:g}: must be > 0 and <= {MAX_QUEUE_SECONDS:g}")
-    balance = environ.get(BALANCE_ENV, "true").strip().lower()
-    if balance not in ("true", "false"):
-        raise ValueError(f"{BALANCE_ENV}={balance}: must be true or false")
+    balance = _flag(environ, BALANCE_ENV, "true")
+    gc_freeze = _flag(environ, GC_FREEZE_ENV, "true")
     switch_interval = _seconds(environ, SWITCH_INTERVAL_ENV, SWITCH_INTERVAL_DEFAULT, 0.0001, 0.1)
     keep_alive = _seconds(environ, KEEP_ALIVE_ENV, KEEP_ALIVE_DEFAULT, 2, 3600)  # the role's bound (validate.yml)
     return {
@@ -248,9 +252,25 @@ def settings_from_env(environ: MutableMapping[str, str] | None = None) -> dict[s
         "queue_seconds": queue_seconds,
         "static_prefix": environ.get(STATIC_PREFIX_ENV, ""),
         "keep_alive_seconds": keep_alive,
-        "balance": balance == "true",
+        "balance": balance,
         "switch_interval": switch_interval,
+        "gc_freeze": gc_freeze,
     }
+
+
+def _flag(environ: MutableMapping[str, str], name: str, default: str) -> bool:
+    value = environ.get(name, default).strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"{name}={value}: must be true or false")
+    return value == "true"
+
+
+def freeze_loaded_objects() -> int:
+    """Collect once, then keep every object alive now out of the collector's generations
+    (``gc.freeze``); returns how many were frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 class AdmissionGate:
@@ -511,6 +531,8 @@ class AdmissionGate:
 def _gate(app: ASGIApp) -> AdmissionGate:
     settings = settings_from_env()
     sys.setswitchinterval(settings.pop("switch_interval"))
+    if settings.pop("gc_freeze"):
+        freeze_loaded_objects()
     board = None
     if settings.pop("balance"):
         try:
