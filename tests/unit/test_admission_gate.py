@@ -131,18 +131,14 @@ def test_a_worker_freezes_what_is_loaded_unless_told_not_to(value, frozen, unfro
 def test_freezing_keeps_later_garbage_collectable(unfrozen) -> None:
     frozen = gate.freeze_loaded_objects()
     assert frozen == gc.get_freeze_count() > 0
-    # what requests allocate after the freeze still goes: a cycle made now is collected
-    cycle: list = []
-    cycle.append(cycle)
-    ref = weakref.ref(Node(cycle))
-    del cycle
+    # what requests allocate after the freeze still goes: a reference cycle made now is collected
+    ref = weakref.ref(Cycle())
     gc.collect()
     assert ref() is None
 
 
-class Node:
-    def __init__(self, payload: object) -> None:
-        self.payload = payload
+class Cycle:
+    def __init__(self) -> None:
         self.me = self
 
 
