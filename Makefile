@@ -1,7 +1,8 @@
 # The two commands of the README:
 #   make setup site    set up the controller, then run playbooks/site.yml on inventories/local
-#   make test          every gate and test that runs without a cluster (and, with KUBECONFIG
-#                      naming a reachable cluster, the cluster tests against it)
+#   make test          every gate and test; the cluster tests and the cluster's molecule
+#                      scenarios on KUBECONFIG's cluster or this machine's rig (tests/rig/up),
+#                      skipped with the reason in the last line without either
 VENV      ?= $(CURDIR)/.venv
 BIN       := $(VENV)/bin
 PYTEST    := $(BIN)/python -m pytest
@@ -67,9 +68,11 @@ services:
 manifests:
 	$(PYTEST) tests/manifests
 
-# Against the cluster KUBECONFIG names; without one, against the in-process API stand-in.
+# On real pods: the cluster KUBECONFIG names, or this machine's rig (tests/rig/up); skipped,
+# with the reason in the last line, without either. Tests sharing a module fixture carry
+# pytest.mark.xdist_group, and loadgroup keeps each group on one worker.
 cluster:
-	tests/cluster/run $(XDIST)
+	tests/cluster/run $(XDIST) $(if $(XDIST),--dist loadgroup)
 
 molecule:
 	tests/molecule/run

@@ -1,10 +1,8 @@
 """Fixtures for tests that need a Kubernetes API (marker ``cluster``); docs/testing-cluster.md.
 
-The target is decided once per session:
-
-1. ``KUBECONFIG`` names a cluster that answers ``/version`` within a few seconds: that cluster.
-2. else ``MLFLOW_K8S_STANDIN=1``: the in-process API stand-in of tests/harness/kube.
-3. else every cluster test is skipped, with the reason.
+The target is decided once per session (tests/harness/cluster.py): the cluster ``KUBECONFIG``
+names, or else the rig of this machine (tests/rig/up) when it is up. It must have a Ready node:
+every test runs real pods. Without one, every cluster test is skipped with the reason.
 
 Every image a test runs comes from an environment variable with a default (``IMAGES``), so
 air-gapped clusters point them at a mirror.
@@ -13,17 +11,20 @@ air-gapped clusters point them at a mirror.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness import kubelet as kubelet_helper
+from tests.harness import cluster as cluster_harness
 from tests.harness.playbook import Result, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,56 +38,26 @@ IMAGES = {
     "missing": os.environ.get("MLFLOW_K8S_TEST_MISSING_IMAGE", "registry.invalid/mlflow-k8s/no-such-image:0"),
 }
 # Safety nets, not measurements: how long a wait may take before a test fails (a real cluster
-# may have to pull images first), and how long /version may take to answer.
+# may have to pull images first).
 WAIT_TIMEOUT = float(os.environ.get("MLFLOW_K8S_TEST_TIMEOUT", "300"))
-PROBE_TIMEOUT = float(os.environ.get("MLFLOW_K8S_TEST_PROBE_TIMEOUT", "5"))
-NAMESPACE_LABEL = "mlflow-k8s.test/owner"
-NO_CLUSTER = "no reachable cluster: set KUBECONFIG, or run `make cluster` to use the stand-in"
+NAMESPACE_LABEL = cluster_harness.NAMESPACE_LABEL
+# The shared platform's NodePort: the one inventories/local and README.md name.
+PLATFORM_NODE_PORT = 30500
 
 
 @dataclass
 class ClusterTarget:
     kubeconfig: str
-    kind: str  # 'real-kubelet' | 'no-kubelet' | 'standin'
-    version: str
-    source: str  # 'KUBECONFIG' | 'stand-in'
-    notes: list[str] = field(default_factory=list)
-
-
-def _kind_of(kubeconfig: str) -> str:
-    api = kubelet_helper.new_api_client(kubeconfig)
-    try:
-        return kubelet_helper.classify(api)
-    finally:
-        api.close()
+    detail: str  # the probe's JSON: version and Ready nodes
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterTarget]:
-    """The session's Kubernetes API (skips every test that needs it when there is none)."""
-    notes = []
-    kubeconfig = os.environ.get("KUBECONFIG", "")
-    if kubeconfig:
-        if os.pathsep in kubeconfig:
-            notes.append(f"KUBECONFIG lists several files ({kubeconfig}): flatten them into one")
-        else:
-            ok, detail = kubelet_helper.probe(kubeconfig, timeout=PROBE_TIMEOUT)
-            if ok:
-                yield ClusterTarget(kubeconfig, _kind_of(kubeconfig), detail, "KUBECONFIG")
-                return
-            notes.append(f"KUBECONFIG={kubeconfig} does not answer /version: {detail}")
-    if os.environ.get("MLFLOW_K8S_STANDIN") == "1":
-        try:
-            from tests.harness.kube import standin
-        except ImportError as error:
-            pytest.skip(f"MLFLOW_K8S_STANDIN=1 but the API stand-in (tests/harness/kube) cannot be imported: {error}")
-        with standin.running(tmp_path_factory.mktemp("standin")) as api:
-            ok, detail = kubelet_helper.probe(str(api.kubeconfig), timeout=PROBE_TIMEOUT)
-            if not ok:
-                pytest.fail(f"the stand-in started but does not answer /version: {detail}")
-            yield ClusterTarget(str(api.kubeconfig), "standin", detail, "stand-in", notes)
-        return
-    pytest.skip("; ".join([NO_CLUSTER, *notes]))
+def cluster() -> ClusterTarget:
+    """The session's Kubernetes (skips every test that needs it when there is none)."""
+    kubeconfig, detail = cluster_harness.target()
+    if kubeconfig is None:
+        pytest.skip(detail)
+    return ClusterTarget(kubeconfig, detail)
 
 
 @pytest.fixture(autouse=True)
@@ -103,12 +74,6 @@ def kubeconfig(cluster: ClusterTarget) -> str:
 
 
 @pytest.fixture(scope="session")
-def cluster_kind(cluster: ClusterTarget) -> str:
-    """'real-kubelet' (pods really run), 'no-kubelet' (a control plane only) or 'standin'."""
-    return cluster.kind
-
-
-@pytest.fixture(scope="session")
 def images() -> dict[str, str]:
     """The images tests may run, from MLFLOW_K8S_TEST_*_IMAGE (defaults in IMAGES)."""
     return dict(IMAGES)
@@ -117,7 +82,7 @@ def images() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def k8s(kubeconfig: str) -> Iterator[Any]:
     """A kubernetes.client.ApiClient for the session's cluster."""
-    api = kubelet_helper.new_api_client(kubeconfig)
+    api = cluster_harness.new_api_client(kubeconfig)
     yield api
     api.close()
 
@@ -130,14 +95,34 @@ def dyn(k8s: Any) -> Any:
     return DynamicClient(k8s)
 
 
+@pytest.fixture(scope="session")
+def node_name(k8s: Any) -> str:
+    """The first Ready node: where hostPath volumes go."""
+    return cluster_harness.ready_nodes(k8s)[0]
+
+
+@pytest.fixture(scope="session")
+def node_address(k8s: Any, node_name: str) -> str:
+    """The node's InternalIP: NodePorts answer there, from this machine and from pods."""
+    from kubernetes import client
+
+    addresses = client.CoreV1Api(k8s).read_node(node_name).status.addresses or []
+    return next(a.address for a in addresses if a.type == "InternalIP")
+
+
 def _dns_label(text: str, limit: int) -> str:
     cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
     return cleaned[:limit].strip("-") or "test"
 
 
 @contextlib.contextmanager
-def fresh_namespace(dyn: Any, hint: str, *, timeout: float = WAIT_TIMEOUT) -> Iterator[str]:
-    """Create a uniquely named, labelled namespace; delete it on exit and wait until it is gone."""
+def fresh_namespace(dyn: Any, hint: str, *, wait: bool = False, timeout: float = WAIT_TIMEOUT) -> Iterator[str]:
+    """Create a uniquely named, labelled namespace; delete it on exit.
+
+    Nothing waits for the deletion unless ``wait``: the next test has a namespace of its own, and
+    cluster-scoped objects (volumes) are removed by the tests that made them, or by
+    ``python -m tests.harness.cluster cleanup`` at the end of tests/cluster/run.
+    """
     from kubernetes.dynamic.exceptions import NotFoundError
 
     name = f"t-{_dns_label(hint, 48)}-{uuid.uuid4().hex[:6]}"
@@ -146,7 +131,7 @@ def fresh_namespace(dyn: Any, hint: str, *, timeout: float = WAIT_TIMEOUT) -> It
         "kind": "Namespace",
         "metadata": {
             "name": name,
-            "labels": {NAMESPACE_LABEL: "pytest", "mlflow-k8s.test/test": _dns_label(hint, 63)},
+            "labels": cluster_harness.namespace_labels(_dns_label(hint, 63)),
         },
     }
     dyn.request("post", "/api/v1/namespaces", body=body)
@@ -154,9 +139,12 @@ def fresh_namespace(dyn: Any, hint: str, *, timeout: float = WAIT_TIMEOUT) -> It
         yield name
     finally:
         with contextlib.suppress(NotFoundError):
-            dyn.request("delete", f"/api/v1/namespaces/{name}", body={"propagationPolicy": "Foreground"})
-        gone = watch_until(dyn, "v1", "Namespace", None, name, lambda obj: obj is None, timeout=timeout)
-        assert gone is None, f"namespace {name} still exists {timeout:.0f} s after its deletion: {gone.get('status')}"
+            dyn.request("delete", f"/api/v1/namespaces/{name}", body={"propagationPolicy": "Background"})
+        if wait:
+            gone = watch_until(dyn, "v1", "Namespace", None, name, lambda obj: obj is None, timeout=timeout)
+            assert gone is None, (
+                f"namespace {name} still exists {timeout:.0f} s after its deletion: {gone.get('status')}"
+            )
 
 
 def watch_until(
@@ -220,23 +208,15 @@ def watch_for(dyn: Any) -> Callable[..., dict[str, Any] | None]:
 
 @pytest.fixture
 def namespace(dyn: Any, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace for this test, deleted (and waited for) after it."""
+    """A fresh namespace for this test, deleted (without waiting) after it."""
     with fresh_namespace(dyn, request.node.name) as name:
         yield name
 
 
 @pytest.fixture
-def make_namespace(dyn: Any) -> Callable[[str], contextlib.AbstractContextManager[str]]:
+def make_namespace(dyn: Any) -> Callable[..., contextlib.AbstractContextManager[str]]:
     """The namespace fixture's machinery, for tests that manage namespaces themselves."""
-    return lambda hint: fresh_namespace(dyn, hint)
-
-
-@pytest.fixture
-def kubelet(k8s: Any, namespace: str) -> Iterator[kubelet_helper.SimKubelet]:
-    """The no-kubelet helper for this test's namespace (inactive when a real kubelet exists)."""
-    with kubelet_helper.SimKubelet(k8s, namespace) as helper:
-        yield helper
-    assert not helper.errors, f"the simulated kubelet reported errors: {helper.errors}"
+    return lambda hint, **kwargs: fresh_namespace(dyn, hint, **kwargs)
 
 
 @pytest.fixture
@@ -248,3 +228,108 @@ def playbook(kubeconfig: str) -> Callable[..., Result]:
         return run_playbook(playbook_, env=env, **kwargs)
 
     return run
+
+
+# -- site.yml on the session's cluster ----------------------------------------------------------
+
+MLFLOW_IMAGE = os.environ.get("MLFLOW_K8S_TEST_MLFLOW_IMAGE", "")  # empty: the role's default
+
+
+def role_default(role: str, name: str) -> Any:
+    """A variable of roles/<role>/defaults/main.yml, as written (templates unrendered)."""
+    import yaml
+
+    with open(ROOT / "roles" / role / "defaults" / "main.yml", encoding="utf-8") as stream:
+        return yaml.safe_load(stream)[name]
+
+
+def server_image() -> str:
+    """The MLflow image the platform runs: MLFLOW_K8S_TEST_MLFLOW_IMAGE, else the role's default."""
+    version = role_default("mlflow_server", "mlflow_server_version")
+    return MLFLOW_IMAGE or role_default("mlflow_server", "mlflow_server_image").replace(
+        "{{ mlflow_server_version }}", version
+    )
+
+
+def inventory() -> dict[str, Any]:
+    """What inventories/local looks like with cluster_provider=existing: this host alone."""
+    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    return {
+        "all": {
+            "children": {"mlflow_k8s_nodes": {"children": {"mlflow_k8s_control_plane": {"hosts": {"localhost": host}}}}}
+        }
+    }
+
+
+def site_vars_for(kubeconfig: str, namespace: str, node: str, volumes: Path, node_port: int) -> dict[str, Any]:
+    """site.yml's variables for a platform in ``namespace`` of the session's cluster (provider
+    ``existing``, hostPath volumes under ``volumes`` on ``node``, the server at ``node_port``)."""
+    site = {
+        "cluster_provider": "existing",
+        "cluster_existing_kubeconfig": kubeconfig,
+        "mlflow_k8s_namespace": namespace,
+        "storage_create_namespace": False,
+        "storage_hostpath_node": node,
+        "storage_hostpath_dir_method": "host",
+        "storage_hostpath_base_dir": str(volumes),
+        "database_wait_timeout": 300,
+        "mlflow_server_node_port": node_port,
+        "mlflow_server_rollout_timeout": 300,
+    }
+    if MLFLOW_IMAGE:
+        site["mlflow_server_image"] = MLFLOW_IMAGE
+    return site
+
+
+@dataclass
+class Platform:
+    """The platform site.yml converged once for the whole session (every pytest worker)."""
+
+    namespace: str
+    url: str  # the tracking server as this machine reaches it (the node's NodePort)
+    internal_url: str  # as pods reach it (the Service's DNS name)
+    site_vars: dict[str, Any]
+
+
+def _shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory every pytest-xdist worker of this run sees (the workers' common basetemp)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def platform(
+    kubeconfig: str, dyn: Any, node_name: str, node_address: str, tmp_path_factory: pytest.TempPathFactory
+) -> Platform:
+    """playbooks/site.yml, converged once a run on the session's cluster and shared by every test
+    that only reads it (submits projects, reads runs): the first worker converges it under a file
+    lock, the others read what it wrote. The server answers at the NodePort README.md names
+    (30500). Its namespace carries the tests' label: tests/cluster/run's cleanup removes it."""
+    shared = _shared_dir(tmp_path_factory)
+    record = shared / "platform.json"
+    with open(shared / "platform.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            name = f"t-platform-{uuid.uuid4().hex[:6]}"
+            labels = cluster_harness.namespace_labels("platform")
+            dyn.request(
+                "post",
+                "/api/v1/namespaces",
+                body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}},
+            )
+            site = site_vars_for(kubeconfig, name, node_name, shared / "platform-volumes", PLATFORM_NODE_PORT)
+            env = {"K8S_AUTH_KUBECONFIG": kubeconfig, "KUBECONFIG": kubeconfig}
+            result = run_playbook("playbooks/site.yml", inventory=inventory(), extra_vars=site, env=env)
+            outcome = {
+                "namespace": name,
+                "url": f"http://{node_address}:{PLATFORM_NODE_PORT}",
+                "internal_url": f"http://mlflow-server.{name}.svc.cluster.local:5000",
+                "site_vars": site,
+                "error": "" if result.rc == 0 else result.summary(),
+            }
+            record.write_text(json.dumps(outcome), encoding="utf-8")
+        outcome = json.loads(record.read_text(encoding="utf-8"))
+    error = outcome.pop("error")
+    if error:
+        pytest.fail(f"the shared platform did not converge (site.yml):\n{error}")
+    return Platform(**outcome)

@@ -1,17 +1,21 @@
-"""The cluster-test machinery proves itself on whatever cluster the session has.
+"""The cluster-test machinery proves itself on the session's cluster, with real pods.
 
-In CI that is the API stand-in with the simulated kubelet; on a real cluster the same tests
-run real pods (the kubelet helper steps aside), which is why every Job here really does what
-the helper's rule says it does.
+The target and its Ready node, the namespace fixture and the run cleanup, and what a real
+kubelet and scheduler do with pods that run, fail, crash-loop or cannot start: the states and
+events pod_status classifies are read here from the real thing.
 """
 
 from __future__ import annotations
+
+import contextlib
+import json
+import uuid
 
 import pytest
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import pod_status
-from tests.harness.kubelet import LOG_ANNOTATION, SIMULATED_LABEL, SimKubelet
+from tests.harness import cluster as cluster_harness
 
 pytestmark = pytest.mark.cluster
 
@@ -56,16 +60,35 @@ def _pods_of(dyn, namespace: str, job: str) -> list[dict]:
     return pods.to_dict().get("items") or []
 
 
-def test_target_is_known(cluster, cluster_kind, k8s):
+def test_target_is_a_cluster_with_a_ready_node(cluster, k8s, node_name):
     from kubernetes import client
 
-    assert cluster_kind in ("real-kubelet", "no-kubelet", "standin")
-    version = client.VersionApi(k8s).get_code()
-    assert version.git_version in cluster.version
+    detail = json.loads(cluster.detail)
+    assert client.VersionApi(k8s).get_code().git_version == detail["version"]
+    assert node_name in detail["ready_nodes"]
+    assert node_name in cluster_harness.ready_nodes(k8s)
+
+
+def test_probe_refuses_a_cluster_that_does_not_answer(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    ok, detail = cluster_harness.probe(str(kubeconfig), timeout=2)
+    assert not ok and "does not answer" in detail and str(kubeconfig) in detail
 
 
 def test_namespace_fixture_deletes_what_it_made(dyn, make_namespace, images):
-    with make_namespace("cleanup-probe") as name:
+    with make_namespace("cleanup-probe", wait=True) as name:
         namespace = dyn.request("get", f"/api/v1/namespaces/{name}").to_dict()
         assert namespace["metadata"]["labels"]["mlflow-k8s.test/owner"] == "pytest"
         assert name.startswith("t-cleanup-probe-")
@@ -80,8 +103,43 @@ def test_namespace_fixture_deletes_what_it_made(dyn, make_namespace, images):
         dyn.request("get", f"/api/v1/namespaces/{name}/configmaps/left-behind")
 
 
-def test_job_driven_to_complete(dyn, namespace, kubelet, images, watch_for, cluster_kind):
-    kubelet.outcome("finishes", "succeed", log="all done\n")
+def test_cleanup_deletes_the_namespaces_of_its_run_and_their_volumes(dyn, kubeconfig, make_namespace):
+    """python -m tests.harness.cluster cleanup (tests/cluster/run's last step): the namespaces
+    carrying the run's id go, with the Retain volumes that were bound in them; another run's stay."""
+    run = f"cleanup-probe-{uuid.uuid4().hex[:6]}"
+    made = []
+    for owner in (run, "another-run"):
+        name = f"t-cleanup-{owner}"[:56] + f"-{uuid.uuid4().hex[:6]}"
+        labels = {**cluster_harness.namespace_labels("cleanup"), cluster_harness.RUN_LABEL: owner}
+        dyn.request("post", "/api/v1/namespaces", body={"metadata": {"name": name, "labels": labels}})
+        volume = {
+            "metadata": {"name": f"{name}-data"},
+            "spec": {
+                "capacity": {"storage": "1Mi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "cleanup-probe",
+                "hostPath": {"path": f"/tmp/{name}"},
+                "claimRef": {"namespace": name, "name": "data"},
+            },
+        }
+        dyn.request("post", "/api/v1/persistentvolumes", body=volume)
+        made.append(name)
+    try:
+        deleted = cluster_harness.cleanup(kubeconfig, run)
+        assert sorted(deleted) == [f"Namespace {made[0]}", f"PersistentVolume {made[0]}-data"], deleted
+        with pytest.raises(NotFoundError):
+            dyn.request("get", f"/api/v1/persistentvolumes/{made[0]}-data")
+        dyn.request("get", f"/api/v1/persistentvolumes/{made[1]}-data")
+        assert dyn.request("get", f"/api/v1/namespaces/{made[1]}").status.phase == "Active"
+    finally:
+        for name in made:
+            for path in (f"/api/v1/persistentvolumes/{name}-data", f"/api/v1/namespaces/{name}"):
+                with contextlib.suppress(NotFoundError):
+                    dyn.request("delete", path)
+
+
+def test_job_runs_to_complete(dyn, namespace, images, watch_for):
     dyn.request(
         "post", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=_job("finishes", images["busybox"], "echo all done")
     )
@@ -91,15 +149,13 @@ def test_job_driven_to_complete(dyn, namespace, kubelet, images, watch_for, clus
     (pod,) = _pods_of(dyn, namespace, "finishes")
     assert pod["status"]["phase"] == "Succeeded"
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
-    if cluster_kind != "no-kubelet":  # a control plane without kubelet cannot serve logs
-        from kubernetes import client
+    from kubernetes import client
 
-        log = client.CoreV1Api(dyn.client).read_namespaced_pod_log(pod["metadata"]["name"], namespace)
-        assert log == "all done\n"
+    log = client.CoreV1Api(dyn.client).read_namespaced_pod_log(pod["metadata"]["name"], namespace)
+    assert log == "all done\n"
 
 
-def test_job_driven_to_failed(dyn, namespace, kubelet, images, watch_for):
-    kubelet.outcome("breaks", "fail", exit_code=3, log="about to fail\n")
+def test_job_fails_with_its_exit_code(dyn, namespace, images, watch_for):
     script = "echo about to fail; exit 3"
     dyn.request("post", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=_job("breaks", images["busybox"], script))
     job = watch_for("batch/v1", "Job", namespace, "breaks", _finished)
@@ -109,12 +165,12 @@ def test_job_driven_to_failed(dyn, namespace, kubelet, images, watch_for):
     assert pod["status"]["phase"] == "Failed"
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 3
-    if kubelet.active:
-        assert pod["metadata"]["annotations"][LOG_ANNOTATION] == "about to fail\n"
+    from kubernetes import client
+
+    assert client.CoreV1Api(dyn.client).read_namespaced_pod_log(pod["metadata"]["name"], namespace) == "about to fail\n"
 
 
-def test_init_container_runs_first_and_logs_per_container(dyn, namespace, kubelet, images, watch_for, cluster_kind):
-    kubelet.outcome("two-steps", "succeed", log={"prepare": "preparing\n", "main": "working\n"})
+def test_init_container_runs_first_and_logs_per_container(dyn, namespace, images, watch_for):
     job = _job("two-steps", images["busybox"], "echo working")
     job["spec"]["template"]["spec"]["initContainers"] = [
         {"name": "prepare", "image": images["busybox"], "command": ["sh", "-c", "echo preparing"]}
@@ -124,8 +180,6 @@ def test_init_container_runs_first_and_logs_per_container(dyn, namespace, kubele
     (pod,) = _pods_of(dyn, namespace, "two-steps")
     (init,) = pod["status"]["initContainerStatuses"]
     assert init["state"]["terminated"]["exitCode"] == 0
-    if cluster_kind == "no-kubelet":
-        pytest.skip("a control plane without kubelet cannot serve logs")
     from kubernetes import client
 
     core = client.CoreV1Api(dyn.client)
@@ -134,29 +188,7 @@ def test_init_container_runs_first_and_logs_per_container(dyn, namespace, kubele
     assert core.read_namespaced_pod_log(name, namespace, container="main") == "working\n"
 
 
-def test_job_rule_run_keeps_pod_running(dyn, namespace, kubelet, images, watch_for):
-    if not kubelet.active:
-        pytest.skip("a real kubelet runs this cluster's pods: outcomes are the images' own")
-    kubelet.outcome("job-name=lingers", "run")
-    dyn.request(
-        "post", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=_job("lingers", images["busybox"], "sleep 3600")
-    )
-
-    def running(p):
-        return bool(p) and (p.get("status") or {}).get("phase") == "Running"
-
-    watch_for("batch/v1", "Job", namespace, "lingers", lambda j: ((j or {}).get("status") or {}).get("active") == 1)
-    pods = _pods_of(dyn, namespace, "lingers")
-    pod = watch_for("v1", "Pod", namespace, pods[0]["metadata"]["name"], running)
-    ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
-    assert ready["Ready"] == "True"
-    # the last rule wins: now it may finish
-    kubelet.outcome("lingers", "succeed")
-    job = watch_for("batch/v1", "Job", namespace, "lingers", _finished)
-    assert "Complete" in _true_conditions(job)
-
-
-def test_deployment_applied_by_playbook_becomes_available(playbook, namespace, kubelet, images, dyn):
+def test_deployment_applied_by_playbook_becomes_available(playbook, namespace, images, dyn):
     plays = [
         {
             "name": "Apply a Deployment and wait for it",
@@ -212,7 +244,7 @@ def test_deployment_applied_by_playbook_becomes_available(playbook, namespace, k
     assert second.changed_tasks() == []
 
 
-# -- pods that cannot start: what a real kubelet and scheduler do, the helper does too
+# -- pods that cannot start: what a real kubelet and scheduler do with them
 
 
 def _pod(name: str, image: str, **spec) -> dict:
@@ -236,12 +268,12 @@ def _waiting(pod: dict | None) -> dict:
     return (statuses[0].get("state") or {}).get("waiting") or {}
 
 
-def _stuck(dyn, namespace: str, name: str) -> pod_status.PodProblem | None:
+def _stuck(dyn, namespace: str, name: str, **rules) -> pod_status.PodProblem | None:
     pod = dyn.request("get", f"/api/v1/namespaces/{namespace}/pods/{name}").to_dict()
-    return pod_status.stuck(pod, _events(dyn, namespace, name))
+    return pod_status.stuck(pod, _events(dyn, namespace, name), **rules)
 
 
-def test_missing_secret_in_env_waits_in_create_container_config_error(dyn, namespace, kubelet, images, watch_for):
+def test_missing_secret_in_env_waits_in_create_container_config_error(dyn, namespace, images, watch_for):
     container = {
         "name": "main",
         "image": images["pause"],
@@ -267,7 +299,7 @@ def test_missing_secret_in_env_waits_in_create_container_config_error(dyn, names
     watch_for("v1", "Pod", namespace, "needs-secret", lambda p: (p or {}).get("status", {}).get("phase") == "Running")
 
 
-def test_missing_claim_keeps_the_pod_unschedulable(dyn, namespace, kubelet, images, watch_for):
+def test_missing_claim_keeps_the_pod_unschedulable(dyn, namespace, images, watch_for):
     volume = {"name": "data", "persistentVolumeClaim": {"claimName": "mlflow-pv-claim"}}
     body = _pod("needs-claim", images["pause"], volumes=[volume])
     body["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
@@ -279,10 +311,6 @@ def test_missing_claim_keeps_the_pod_unschedulable(dyn, namespace, kubelet, imag
 
     watch_for("v1", "Pod", namespace, "needs-claim", unschedulable)
     watch_for("v1", "Pod", namespace, "needs-claim", lambda p: bool(_events(dyn, namespace, "needs-claim")))
-    if kubelet.active:  # past the helper's bind grace, it still did not bind the pod itself
-        import time
-
-        time.sleep(kubelet.bind_grace + 1)
     pod = dyn.request("get", f"/api/v1/namespaces/{namespace}/pods/needs-claim").to_dict()
     assert not pod["spec"].get("nodeName") and pod["status"]["phase"] == "Pending"
     problem = _stuck(dyn, namespace, "needs-claim")
@@ -291,27 +319,28 @@ def test_missing_claim_keeps_the_pod_unschedulable(dyn, namespace, kubelet, imag
     assert any(line.startswith("FailedScheduling: ") and "mlflow-pv-claim" in line for line in problem.events)
 
 
-def test_crash_loop_restarts_with_back_off_events_and_a_log(dyn, namespace, kubelet, images, watch_for):
-    kubelet.outcome("app.kubernetes.io/instance=crasher", "crashloop", exit_code=2, log="starting\nno config\n")
+def test_crash_loop_restarts_with_back_off_events_and_a_log(dyn, namespace, images, watch_for):
     body = _pod("crasher", images["busybox"])
     body["spec"]["containers"][0]["command"] = ["sh", "-c", "echo starting; echo no config; exit 2"]
     dyn.request("post", f"/api/v1/namespaces/{namespace}/pods", body=body)
 
     def looping(p):
         statuses = ((p or {}).get("status") or {}).get("containerStatuses") or [{}]
-        return _waiting(p).get("reason") == "CrashLoopBackOff" and statuses[0].get("restartCount", 0) >= 3
+        return _waiting(p).get("reason") == "CrashLoopBackOff" and statuses[0].get("restartCount", 0) >= 2
 
     pod = watch_for("v1", "Pod", namespace, "crasher", looping)
     (entry,) = pod["status"]["containerStatuses"]
     assert entry["lastState"]["terminated"]["exitCode"] == 2
-    problem = _stuck(dyn, namespace, "crasher")
+    # Two restarts here, not the default three: the kubelet's back-off doubles from 10 s.
+    assert _stuck(dyn, namespace, "crasher", max_restarts=3) is None
+    problem = _stuck(dyn, namespace, "crasher", max_restarts=2)
     assert (problem.reason, problem.container) == ("CrashLoopBackOff", "main")
     assert any(line.startswith("BackOff: Back-off restarting failed container main") for line in problem.events)
     log = pod_status.log_tail(dyn.client, namespace, "crasher", "main", lines=5)
     assert log.splitlines()[-2:] == ["starting", "no config"]
 
 
-def test_image_that_cannot_be_pulled_backs_off_with_events(dyn, namespace, kubelet, images, watch_for):
+def test_image_that_cannot_be_pulled_backs_off_with_events(dyn, namespace, images, watch_for):
     dyn.request("post", f"/api/v1/namespaces/{namespace}/pods", body=_pod("no-image", images["missing"]))
     pod = watch_for("v1", "Pod", namespace, "no-image", lambda p: _waiting(p).get("reason") == "ImagePullBackOff")
     assert images["missing"] in _waiting(pod)["message"]
@@ -319,59 +348,3 @@ def test_image_that_cannot_be_pulled_backs_off_with_events(dyn, namespace, kubel
     assert problem.reason == "ImagePullBackOff"
     reasons = [e["reason"] for e in _events(dyn, namespace, "no-image")]
     assert {"Pulling", "Failed", "BackOff"} <= set(reasons)
-
-
-def test_pull_failure_rule_fails_an_existing_image(dyn, namespace, kubelet, images, watch_for):
-    if not kubelet.active:
-        pytest.skip("a real kubelet runs this cluster's pods: it pulls images that exist")
-    kubelet.outcome("app.kubernetes.io/instance=unlucky", "pull-failure")
-    dyn.request("post", f"/api/v1/namespaces/{namespace}/pods", body=_pod("unlucky", images["pause"]))
-    pod = watch_for("v1", "Pod", namespace, "unlucky", lambda p: _waiting(p).get("reason") == "ImagePullBackOff")
-    assert pod["status"]["phase"] == "Pending"
-    assert any(e["message"].startswith("Failed to pull image") for e in _events(dyn, namespace, "unlucky"))
-
-
-def test_simulated_node_registered_and_removed(k8s, dyn, namespace, cluster_kind):
-    with SimKubelet(k8s, namespace) as helper:
-        if cluster_kind == "real-kubelet":
-            assert not helper.active and helper.steps_aside and helper.real_nodes
-            return
-        assert helper.active
-        node = dyn.request("get", f"/api/v1/nodes/{helper.node_name}").to_dict()
-        labels = node["metadata"]["labels"]
-        assert labels[SIMULATED_LABEL] == "true"
-        assert labels["kubernetes.io/hostname"] == helper.node_name
-        assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
-        assert not node["spec"].get("unschedulable")
-        assert node["status"]["allocatable"]["pods"] == "110"
-    with pytest.raises(NotFoundError):
-        dyn.request("get", f"/api/v1/nodes/{helper.node_name}")
-    assert helper.errors == []
-
-
-def test_helper_steps_aside_for_a_real_kubelet(k8s, dyn, namespace, cluster_kind):
-    if cluster_kind == "real-kubelet":
-        helper = SimKubelet(k8s, namespace).start()
-        assert helper.steps_aside and not helper.active
-        helper.stop()
-        return
-    # Pretend a real kubelet: a Ready node without the simulated label (unschedulable, so no
-    # pod of another test lands on it).
-    name = f"pretend-real-{namespace}"[:63]
-    dyn.request(
-        "post",
-        "/api/v1/nodes",
-        body={"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"unschedulable": True}},
-    )
-    try:
-        node = dyn.request("get", f"/api/v1/nodes/{name}").to_dict()
-        node["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}
-        dyn.request("put", f"/api/v1/nodes/{name}/status", body=node)
-        with SimKubelet(k8s, namespace) as helper:
-            assert helper.steps_aside
-            assert not helper.active
-            assert name in helper.real_nodes
-            with pytest.raises(NotFoundError):  # it registered nothing
-                dyn.request("get", f"/api/v1/nodes/{helper.node_name}")
-    finally:
-        dyn.request("delete", f"/api/v1/nodes/{name}")

@@ -1,38 +1,28 @@
 """playbooks/site.yml and playbooks/teardown.yml against a Kubernetes API, as a user runs them.
 
 cluster_provider=existing points the whole pipeline (controller, preflight, cluster, storage,
-database, mlflow_server) at the session's cluster; the no-kubelet helper plays the kubelet where
-there is none. Every expectation is read back with the kubernetes client: the server's
-Deployment has the shape the role promises and is rolled out, a second run changes nothing, and
-teardown removes the server but keeps the data (volumes, the database password) unless purged.
+database, mlflow_server) at the session's cluster, where the pods run for real and the role's
+smoke check reaches the server from this machine. Every expectation is read back with the
+kubernetes client: the server's Deployment has the shape the role promises and is rolled out, a
+second run changes nothing, and teardown removes the server but keeps the data (volumes, the
+database password) unless purged.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import zlib
 from pathlib import Path
 
 import pytest
 
+from tests.cluster.conftest import PLATFORM_NODE_PORT, inventory, server_image, site_vars_for
 from tests.harness.secrets import secret_data
 
 pytestmark = pytest.mark.cluster
 
 SUMMARY = "Show where MLflow is and how to submit a project"
-MLFLOW_IMAGE = os.environ.get("MLFLOW_K8S_TEST_MLFLOW_IMAGE", "ghcr.io/mlflow/mlflow:v3.17.2-full")
-
-
-def inventory():
-    """What inventories/local looks like with cluster_provider=existing: this host alone."""
-    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    return {
-        "all": {
-            "children": {"mlflow_k8s_nodes": {"children": {"mlflow_k8s_control_plane": {"hosts": {"localhost": host}}}}}
-        }
-    }
 
 
 @pytest.fixture
@@ -50,24 +40,12 @@ def apps(k8s):
 
 
 @pytest.fixture
-def site_vars(namespace, kubelet, kubeconfig, core, tmp_path):
-    node = kubelet.node_name if kubelet.active else core.list_node().items[0].metadata.name
-    return {
-        "cluster_provider": "existing",
-        "cluster_existing_kubeconfig": kubeconfig,
-        "mlflow_k8s_namespace": namespace,
-        "storage_create_namespace": False,
-        "storage_hostpath_node": node,
-        "storage_hostpath_dir_method": "host",
-        "storage_hostpath_base_dir": str(tmp_path / "volumes"),
-        "database_wait_timeout": 300,
-        "mlflow_server_image": MLFLOW_IMAGE,
-        # NodePorts are cluster-wide: one per namespace, so parallel runs do not collide.
-        "mlflow_server_node_port": 30000 + zlib.crc32(namespace.encode()) % 2700,
-        "mlflow_server_rollout_timeout": 300,
-        # Nothing answers HTTP where the kubelet is simulated; on a real cluster the check runs.
-        "mlflow_server_smoke": not kubelet.active,
-    }
+def site_vars(namespace, kubeconfig, node_name, tmp_path):
+    # NodePorts are cluster-wide: one per namespace, so parallel runs do not collide (and not
+    # the shared platform's 30500).
+    port = 30000 + zlib.crc32(namespace.encode()) % 2700
+    port += port >= PLATFORM_NODE_PORT
+    return site_vars_for(kubeconfig, namespace, node_name, tmp_path / "volumes", port)
 
 
 @pytest.fixture
@@ -93,7 +71,7 @@ def test_site_converges_rolls_out_reruns_unchanged_and_teardown_keeps_data(
     spec = deployment.spec.template.spec
     assert deployment.spec.strategy.type == "RollingUpdate"  # hostPath artifacts here are ReadWriteMany
     server = spec.containers[0]
-    assert server.image == MLFLOW_IMAGE
+    assert server.image == server_image()
     env = {e.name: e for e in server.env}
     ref = env["MLFLOW_BACKEND_STORE_URI"].value_from.secret_key_ref
     uri = secret_data(core, namespace, ref.name)[ref.key]

@@ -63,13 +63,13 @@ def teardown_play():
 
 
 @pytest.fixture
-def site_vars(namespace, kubelet, kubeconfig, tmp_path):
+def site_vars(namespace, node_name, kubeconfig, tmp_path):
     base = tmp_path / "volumes"
     return {
         "cluster_kubeconfig": kubeconfig,
         "mlflow_k8s_namespace": namespace,
         "storage_create_namespace": False,
-        "storage_hostpath_node": kubelet.node_name if kubelet.active else "",
+        "storage_hostpath_node": node_name,
         "storage_hostpath_dir_method": "host",
         "storage_hostpath_base_dir": str(base),
         "database_wait_timeout": 300,
@@ -91,17 +91,11 @@ def purge_afterwards(playbook, site_vars):
     assert result.rc == 0, result.summary()
 
 
-def node_name_for(kubelet, core):
-    if kubelet.active:
-        return kubelet.node_name
-    return core.list_node().items[0].metadata.name
-
-
 @pytest.mark.parametrize("engine", ["postgresql", "mysql"])
-def test_apply_rerun_keeps_password(engine, playbook, site_vars, namespace, core, k8s, kubelet, purge_afterwards):
+def test_apply_rerun_keeps_password(engine, playbook, site_vars, namespace, core, k8s, purge_afterwards):
     from kubernetes import client
 
-    extra = {**site_vars, "database_engine": engine, "storage_hostpath_node": node_name_for(kubelet, core)}
+    extra = {**site_vars, "database_engine": engine}
 
     checked = playbook(site(), extra_vars=extra, check=True)
     assert checked.rc == 0, checked.summary()
@@ -173,8 +167,8 @@ def test_apply_rerun_keeps_password(engine, playbook, site_vars, namespace, core
     assert secret_data(core, namespace, "mlflow-database-credentials") == credentials
 
 
-def test_given_password_goes_through_the_admin_job(playbook, site_vars, namespace, core, kubelet, purge_afterwards):
-    extra = {**site_vars, "storage_hostpath_node": node_name_for(kubelet, core)}
+def test_given_password_goes_through_the_admin_job(playbook, site_vars, namespace, core, purge_afterwards):
+    extra = dict(site_vars)
     first = playbook(site(), extra_vars=extra)
     assert first.rc == 0, first.summary()
     old = secret_data(core, namespace, "mlflow-database-credentials")["password"]
@@ -202,19 +196,40 @@ def test_given_password_goes_through_the_admin_job(playbook, site_vars, namespac
     assert third.changed == 0, third.summary()
 
 
-def test_failed_admin_job_leaves_the_secret(playbook, site_vars, namespace, core, kubelet, purge_afterwards):
-    if not kubelet.active:
-        pytest.skip("a real kubelet runs the Job for real; the failure is provoked through the simulated kubelet")
+def _sql_in_the_database_pod(k8s, namespace: str, sql: str) -> str:
+    """Run ``sql`` in mlflow-postgresql-0 as its superuser over the local socket, as an
+    administrator with a shell on the pod would; returns what psql printed."""
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    command = ["sh", "-c", 'exec psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "$0"', sql]
+    return stream(
+        client.CoreV1Api(k8s).connect_get_namespaced_pod_exec,
+        "mlflow-postgresql-0",
+        namespace,
+        container="postgresql",
+        command=command,
+        stdout=True,
+        stderr=True,
+        stdin=False,
+        tty=False,
+    )
+
+
+def test_failed_admin_job_leaves_the_secret(playbook, site_vars, namespace, core, k8s, purge_afterwards):
     first = playbook(site(), extra_vars=site_vars)
     assert first.rc == 0, first.summary()
     before = secret_data(core, namespace, "mlflow-database-credentials")
 
-    kubelet.outcome(
-        {"app.kubernetes.io/name": "database-admin"}, "fail", exit_code=2, log="password authentication failed"
+    # The password was changed in the database behind the Secret's back: the stored one no
+    # longer logs in, so the admin Job cannot change it to the new one.
+    assert "ALTER ROLE" in _sql_in_the_database_pod(
+        k8s, namespace, "ALTER ROLE CURRENT_USER PASSWORD 'behind-its-back-1'"
     )
     failed = playbook(site(), extra_vars={**site_vars, "database_password": "another-password-1"})
     assert failed.rc != 0
     assert any("could not change the password" in t.msg for t in failed.failed_tasks()), failed.summary()
+    assert "behind-its-back-1" not in failed.stdout and "another-password-1" not in failed.stdout
     assert secret_data(core, namespace, "mlflow-database-credentials") == before
     assert secret_data(core, namespace, "mlflow-database-admin") is None
 
@@ -244,22 +259,12 @@ def test_external_secret_is_handed_on_or_refused(playbook, namespace, core, kube
 
 
 def test_crash_looping_database_fails_the_run_naming_the_pod(
-    playbook, site_vars, namespace, core, kubelet, images, purge_afterwards
+    playbook, site_vars, namespace, core, images, purge_afterwards
 ):
     """Issue 9 point 3: the database wait fails as soon as the pod crash-loops, saying which pod,
     which state, its events and log lines, and no credential appears anywhere in the output.
-    On a real cluster the busybox image really crash-loops in place of PostgreSQL."""
-    kubelet.outcome(
-        {"app.kubernetes.io/name": "postgresql"},
-        "crashloop",
-        exit_code=1,
-        log='FATAL:  data directory "/var/lib/postgresql/data" has wrong ownership\n',
-    )
-    extra = {
-        **site_vars,
-        "storage_hostpath_node": node_name_for(kubelet, core),
-        "database_postgresql_image": images["busybox"],
-    }
+    The busybox image really crash-loops in place of PostgreSQL."""
+    extra = {**site_vars, "database_postgresql_image": images["busybox"]}
     result = playbook(site(), extra_vars=extra)
     assert result.rc != 0, result.summary()
     (failed,) = result.failed_tasks()
@@ -271,9 +276,5 @@ def test_crash_looping_database_fails_the_run_naming_the_pod(
         "CrashLoopBackOff: "
     ), failed.msg
     assert "BackOff: Back-off restarting failed container postgresql" in failed.msg
-    if kubelet.active:
-        assert failed.msg.endswith(
-            'last log lines:\n  FATAL:  data directory "/var/lib/postgresql/data" has wrong ownership'
-        )
     password = secret_data(core, namespace, "mlflow-database-credentials")["password"]
     assert password and password not in result.stdout and password not in result.stderr

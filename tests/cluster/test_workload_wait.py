@@ -1,9 +1,8 @@
 """mlops.mlflow_k8s.workload_wait against a Kubernetes API: rollouts and Jobs end as soon as a
 pod is stuck, naming the pod, its state, its events (and its log lines); healthy ones roll out.
 
-On the stand-in the simulated kubelet fails the pods as a real node does (tests/harness/kubelet.py);
-on a real cluster the same manifests fail for real: an image under the reserved .invalid domain
-cannot be pulled, a Secret that does not exist cannot be read, busybox exiting 1 crash-loops.
+The pods are real and fail for real: an image under the reserved .invalid domain cannot be
+pulled, a Secret that does not exist cannot be read, a shell exiting 1 crash-loops.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ def _wait(kubeconfig, namespace, kind, name, check_mode=False, **extra):
     return run_module(workload_wait, args, check_mode=check_mode)
 
 
-def test_deployment_rolls_out(dyn, namespace, kubelet, images, kubeconfig):
+def test_deployment_rolls_out(dyn, namespace, images, kubeconfig):
     dyn.request(
         "post",
         f"/apis/apps/v1/namespaces/{namespace}/deployments",
@@ -52,7 +51,7 @@ def test_deployment_rolls_out(dyn, namespace, kubelet, images, kubeconfig):
     assert result["msg"] == "deployment fine successfully rolled out"
 
 
-def test_deployment_with_an_image_that_cannot_be_pulled_fails_at_once(dyn, namespace, kubelet, images, kubeconfig):
+def test_deployment_with_an_image_that_cannot_be_pulled_fails_at_once(dyn, namespace, images, kubeconfig):
     dyn.request(
         "post",
         f"/apis/apps/v1/namespaces/{namespace}/deployments",
@@ -66,11 +65,15 @@ def test_deployment_with_an_image_that_cannot_be_pulled_fails_at_once(dyn, names
     assert images["missing"] in result["msg"] and "last events:" in result["msg"]
 
 
-def test_crash_looping_deployment_names_the_pod_and_its_log(dyn, namespace, kubelet, images, kubeconfig):
-    kubelet.outcome(
-        {"app.kubernetes.io/name": "crasher"}, "crashloop", exit_code=1, log="loading config\nno such file\n"
-    )
-    container = {"image": images["busybox"], "command": ["sh", "-c", "echo loading config; echo no such file; exit 1"]}
+def test_crash_looping_deployment_names_the_pod_and_its_log(dyn, namespace, images, kubeconfig):
+    # Ready as a server is, by its probe: a container that dies at once never is. (Without a
+    # probe, a pod counts as available for the moment its container runs, and a rollout can end
+    # in that moment.)
+    container = {
+        "image": images["busybox"],
+        "command": ["sh", "-c", "echo loading config; echo no such file; exit 1"],
+        "readinessProbe": {"exec": {"command": ["true"]}, "initialDelaySeconds": 5, "periodSeconds": 2},
+    }
     dyn.request("post", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=_deployment("crasher", container))
     result = _wait(kubeconfig, namespace, "Deployment", "crasher")
     assert result["failed"] and result["stuck"]["reason"] == "CrashLoopBackOff", result
@@ -78,7 +81,7 @@ def test_crash_looping_deployment_names_the_pod_and_its_log(dyn, namespace, kube
     assert result["msg"].endswith("last log lines:\n  loading config\n  no such file"), result["msg"]
 
 
-def test_job_with_a_missing_secret_fails_at_once(dyn, namespace, kubelet, images, kubeconfig):
+def test_job_with_a_missing_secret_fails_at_once(dyn, namespace, images, kubeconfig):
     env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "token"}}}]
     job = {
         "apiVersion": "batch/v1",

@@ -3,8 +3,8 @@
 FAKE, thin: ``FakeJobs`` stands in for plugins/module_utils/jobs_client.JobsClient (the same
 methods, Jobs kept in a dict, the outcome of a wait decided by the test), so that each flow's
 bookkeeping can be checked to the millisecond without a cluster. Everything MLflow is real
-(a SQLite store in the test's temporary directory). The same flows run against the API
-stand-in and a real cluster in tests/cluster/test_project_job.py; JobsClient's error
+(a SQLite store in the test's temporary directory). The same flows run on real pods of a real
+cluster in tests/cluster/test_project_job.py; JobsClient's error
 translation is tested here on the real kubernetes client's exceptions.
 """
 
