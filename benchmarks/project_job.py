@@ -3,9 +3,11 @@
 
     .venv/bin/python -m benchmarks project_job [--runs 5] [--delay 1.0] [--kubeconfig PATH]
 
-Target: ``--kubeconfig`` or ``KUBECONFIG`` when it answers, else the in-process API stand-in
-(tests/harness/kube). On a control plane without kubelet the no-kubelet helper ends each pod
-``--delay`` seconds after it runs; with real kubelets the busybox command sleeps that long.
+Target: the real cluster ``--kubeconfig`` or ``KUBECONFIG`` names (this machine's rig:
+``export KUBECONFIG=$(python -m tests.harness.cluster kubeconfig)``); it must answer and have a
+Ready node (tests/harness/cluster.py's ``probe``), else the benchmark stops with the reason. Real
+kubelets run every pod: the busybox command sleeps ``--delay`` seconds. The benchmark works in a
+namespace of its own, deleted at the end.
 
 For each run, an independent observer (its own watch, its own client) records when the Job's
 ``Complete`` condition arrives; the figure is how much later the submitter's wait returns:
@@ -13,6 +15,8 @@ For each run, an independent observer (its own watch, its own client) records wh
 - ``module``: ``mlflow_project_job`` (its runner, in-process) with ``wait: true``;
 - ``mlflow``: MLflow's own ``run_kubernetes_job`` + ``KubernetesSubmittedRun.wait()`` (5 s poll),
   on the same template and cluster. No Docker is needed for this part: the image is given.
+  MLflow pins ``image@digest``: the digest is ``MLFLOW_K8S_BENCH_DIGEST`` when set, else the one
+  the kubelet reported for the module's pods (their ``imageID``), so both sides run one image.
 
 Both sides run the same workload, ``sleep <delay>`` in busybox, which needs no shell quoting:
 MLflow shell-quotes every token of the command again (``_get_run_command``), so a command such
@@ -51,8 +55,8 @@ if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
 
 BUSYBOX = os.environ.get("MLFLOW_K8S_TEST_BUSYBOX_IMAGE", "busybox:1.37.0")
-# MLflow pins image@digest; on a real cluster give the busybox image's real digest.
-MLFLOW_DIGEST = os.environ.get("MLFLOW_K8S_BENCH_DIGEST", "sha256:" + "0" * 64)
+# MLflow pins image@digest: this one when set, else the digest the module's pods ran (image_digest()).
+MLFLOW_DIGEST = os.environ.get("MLFLOW_K8S_BENCH_DIGEST", "")
 BENCH_LABEL = {"mlflow-k8s.bench/project-job": "true"}
 MLPROJECT = """\
 name: bench-project
@@ -111,7 +115,7 @@ class Observer(threading.Thread):
 
     def __init__(self, kubeconfig, namespace):
         super().__init__(daemon=True)
-        from tests.harness.kubelet import new_api_client
+        from tests.harness.cluster import new_api_client
 
         self.api = new_api_client(kubeconfig)
         self.namespace = namespace
@@ -210,7 +214,16 @@ def bench_module(kubeconfig, namespace, project, tracking_uri, experiment_id, co
     return results
 
 
-def bench_mlflow(kubeconfig, namespace, tracking_uri, experiment_id, counter, observer, runs, delay):
+def image_digest(core, namespace):
+    """The digest the kubelet reported for BUSYBOX in the namespace's pods (``imageID``), or None."""
+    for pod in core.list_namespaced_pod(namespace).items:
+        for status in pod.status.container_statuses or []:
+            if "@sha256:" in (status.image_id or ""):
+                return status.image_id.rsplit("@", 1)[1]
+    return None
+
+
+def bench_mlflow(kubeconfig, namespace, tracking_uri, experiment_id, counter, observer, runs, delay, digest):
     from kubernetes.config import kube_config
     from mlflow.entities import RunStatus
     from mlflow.projects import kubernetes as mlflow_k8s
@@ -232,7 +245,7 @@ def bench_mlflow(kubeconfig, namespace, tracking_uri, experiment_id, counter, ob
         command = [" ".join(workload(delay))]  # what get_entry_point_command hands on: one command string
         with counter.counting():
             submitted = mlflow_k8s.run_kubernetes_job(
-                "bench-mlflow", active, BUSYBOX.split("@")[0], MLFLOW_DIGEST, command, env, None, _template(namespace)
+                "bench-mlflow", active, BUSYBOX.split("@")[0], digest, command, env, None, _template(namespace)
             )
             submitted.wait()
             noticed = time.monotonic()
@@ -340,20 +353,22 @@ def summary(results):
     }
 
 
-@contextlib.contextmanager
-def target(kubeconfig, workdir):
-    from tests.harness.kubelet import probe
+NO_CLUSTER = (
+    "project_job: needs a real Kubernetes cluster with a Ready node: give --kubeconfig or set KUBECONFIG "
+    "(this machine's rig: export KUBECONFIG=$(.venv/bin/python -m tests.harness.cluster kubeconfig))"
+)
 
-    if kubeconfig:
-        ok, detail = probe(kubeconfig)
-        if not ok:
-            raise SystemExit(f"project_job: {kubeconfig} does not answer: {detail}")
-        yield kubeconfig, "KUBECONFIG"
-        return
-    from tests.harness.kube import standin
 
-    with standin.running(workdir) as api:
-        yield str(api.kubeconfig), "stand-in"
+def target(kubeconfig):
+    """``(kubeconfig, probe detail)`` of a usable cluster; SystemExit with the reason otherwise."""
+    from tests.harness.cluster import probe
+
+    if not kubeconfig:
+        raise SystemExit(NO_CLUSTER)
+    ok, detail = probe(kubeconfig)
+    if not ok:
+        raise SystemExit(f"{NO_CLUSTER}; {detail}")
+    return kubeconfig, detail
 
 
 def main(argv):
@@ -367,66 +382,66 @@ def main(argv):
     from kubernetes import client as k8s
     from mlflow.tracking import MlflowClient
 
-    from tests.harness.kubelet import SimKubelet, new_api_client
+    from tests.harness.cluster import new_api_client
 
+    try:
+        kubeconfig, detail = target(args.kubeconfig)
+    except SystemExit as stop:  # returned, not raised: `python -m benchmarks` goes on to the next one
+        print(stop.code, file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="bench-project-job-"))
     project = work / "bench-project"
     project.mkdir()
     (project / "MLproject").write_text(MLPROJECT)
     tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
     experiment_id = MlflowClient(tracking_uri).create_experiment("bench", artifact_location=str(work / "artifacts"))
-    report = {"benchmark": "project_job", "started": datetime.datetime.now(datetime.UTC).isoformat()}
+    report = {
+        "benchmark": "project_job",
+        "started": datetime.datetime.now(datetime.UTC).isoformat(),
+        "target": json.loads(detail),
+    }
+    api = new_api_client(kubeconfig)
+    core = k8s.CoreV1Api(api)
+    namespace = f"bench-project-job-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": namespace, "labels": {"mlflow-k8s.bench/project-job": "true"}}})
     try:
-        with target(args.kubeconfig, work) as (kubeconfig, source):
-            report["target"] = source
-            api = new_api_client(kubeconfig)
-            core = k8s.CoreV1Api(api)
-            namespace = f"bench-project-job-{uuid.uuid4().hex[:6]}"
-            core.create_namespace({"metadata": {"name": namespace}})
-            try:
-                with SimKubelet(api, namespace) as kubelet, RequestCounter() as counter:
-                    report["kubelet"] = "simulated" if kubelet.active else "real"
-                    if kubelet.active:
-                        kubelet.outcome(BENCH_LABEL, "succeed", delay=args.delay, log="done\n")
-                    observer = Observer(kubeconfig, namespace)
-                    observer.start()
-                    print(
-                        f"project_job: {source} ({report['kubelet']} kubelet), {args.runs} runs, "
-                        f"pods run {args.delay} s",
-                        flush=True,
-                    )
-                    report["module"] = bench_module(
-                        kubeconfig,
-                        namespace,
-                        project,
-                        tracking_uri,
-                        experiment_id,
-                        counter,
-                        observer,
-                        args.runs,
-                        args.delay,
-                    )
-                    if args.skip_mlflow:
-                        report["mlflow"] = []
-                    elif not kubelet.active and MLFLOW_DIGEST.endswith("0" * 64):
-                        report["mlflow_skipped"] = "real kubelet: set MLFLOW_K8S_BENCH_DIGEST to the busybox digest"
-                        report["mlflow"] = []
-                    else:
-                        report["mlflow_note"] = PRETTY_NOTE
-                        report["mlflow"] = bench_mlflow(
-                            kubeconfig,
-                            namespace,
-                            tracking_uri,
-                            experiment_id,
-                            counter,
-                            observer,
-                            args.runs,
-                            args.delay,
-                        )
-                    observer.stop.set()
-            finally:
-                core.delete_namespace(namespace)
+        with RequestCounter() as counter:
+            observer = Observer(kubeconfig, namespace)
+            observer.start()
+            print(
+                f"project_job: {report['target']['version']} at {kubeconfig} (real kubelets), {args.runs} runs, "
+                f"pods run {args.delay} s",
+                flush=True,
+            )
+            report["module"] = bench_module(
+                kubeconfig, namespace, project, tracking_uri, experiment_id, counter, observer, args.runs, args.delay
+            )
+            digest = MLFLOW_DIGEST or image_digest(core, namespace)
+            report["mlflow_image"] = f"{BUSYBOX.split('@')[0]}@{digest}"
+            if args.skip_mlflow:
+                report["mlflow"] = []
+            elif not digest:
+                report["mlflow_skipped"] = (
+                    f"no digest for {BUSYBOX}: the kubelet reported none; set MLFLOW_K8S_BENCH_DIGEST"
+                )
+                report["mlflow"] = []
+            else:
+                report["mlflow_note"] = PRETTY_NOTE
+                report["mlflow"] = bench_mlflow(
+                    kubeconfig,
+                    namespace,
+                    tracking_uri,
+                    experiment_id,
+                    counter,
+                    observer,
+                    args.runs,
+                    args.delay,
+                    digest,
+                )
+            observer.stop.set()
     finally:
+        core.delete_namespace(namespace)
+        api.close()
         shutil.rmtree(work, ignore_errors=True)
     report["docker"] = docker_reason() or "available (full mlflow run not automated yet)"
     report["summary"] = {"module": summary(report["module"])}

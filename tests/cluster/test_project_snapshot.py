@@ -1,32 +1,36 @@
 """The default way: no image option, the code as an artifact of the run, fetched by an init container.
 
-The tracking server is a real ``mlflow server`` with proxied artifacts (tests/harness/mlflow_server.py,
-SQLite backend; the services tests cover PostgreSQL and basic auth). The module runs in-process.
+Everything runs for real. The tracking server is the session's shared platform (playbooks/site.yml,
+the ``platform`` fixture): the module reaches it at the node's NodePort (``platform.url``), the
+pods at the Service's DNS name (``platform.internal_url``). Each test has an experiment of its
+own there and a namespace of its own for the Jobs; nothing changes the platform itself. The pods
+run the MLproject's ``docker_env.image`` (the platform's MLflow image): the kubelet runs the init
+container (fetch through the server, hash check, unpack into the emptyDir), then ``train.py``,
+which logs its metrics to the run from the pod.
 
-Where the pods run:
+Two cases need more than a well-behaved server:
 
-- on the API stand-in (or a control plane without kubelet), nothing runs pods: the simulated
-  kubelet keeps the pod Running while tests/harness/pod_process.py runs the pod's own init
-  container and entry point as local processes, exactly as rendered (command, env, emptyDir,
-  workingDir), on this machine's Python instead of the image; their exit code and output
-  then end the pod through the simulated kubelet. This proves the Job's spec, the fetch, the
-  unpack and the entry point against the real server; it does not prove the image (that it
-  has Python, that it can be pulled), the kubelet's volume handling or in-cluster networking.
-- on a real cluster (KUBECONFIG naming one with real kubelets) the kubelet runs everything, and
-  the test needs a tracking server the pods can reach: MLFLOW_K8S_TEST_TRACKING_URI (from this
-  machine) and MLFLOW_K8S_TEST_JOB_TRACKING_URI (from the pods); it is skipped without them.
+- a failed upload: a small ``mlflow server`` of the test's own on loopback
+  (tests/harness/mlflow_server.py) whose artifact store cannot take the upload; no Job is created,
+  so no pod has to reach it;
+- a snapshot changed on the server after the run was tagged with its hash: the Job's pod is held
+  by a scheduling gate until the test has replaced the run's artifact through the platform's own
+  artifact API, then released; the init container refuses it and its log says why.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
-import time
+import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client as k8s_client
+from kubernetes import watch
 from mlflow.tracking import MlflowClient
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import delivery, snapshot
@@ -34,95 +38,35 @@ from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job
 from ansible_collections.mlops.mlflow_k8s.plugins.modules import mlflow_project_job
 from tests.harness.mlflow_server import start_server
 from tests.harness.module import run_module as run
-from tests.harness.pod_process import run_pod
 
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "wine-quality"
-WINE_LABEL = {job_utils.LABEL_PROJECT: "wine-quality"}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, cluster_kind):
-    """(tracking URI for the module, for the pods, the local server's artifacts directory or None)."""
-    if cluster_kind == "real-kubelet":
-        uri = os.environ.get("MLFLOW_K8S_TEST_TRACKING_URI")
-        job_uri = os.environ.get("MLFLOW_K8S_TEST_JOB_TRACKING_URI")
-        if not (uri and job_uri):
-            pytest.skip(
-                "a real cluster runs the pods: set MLFLOW_K8S_TEST_TRACKING_URI and MLFLOW_K8S_TEST_JOB_TRACKING_URI "
-                "to a tracking server (with proxied artifacts) that this machine and the pods can reach"
-            )
-        yield uri, job_uri, None
-        return
-    workdir = tmp_path_factory.mktemp("snapshot-server")
-    started = start_server(f"sqlite:///{workdir / 'mlflow.db'}", workdir=workdir)
-    yield started.url, started.url, started.artifacts_dir
-    started.stop()
+DOCKER_IMAGE = yaml.safe_load((EXAMPLE / "MLproject").read_text(encoding="utf-8"))["docker_env"]["image"]
+# No CPU request: the node's 2 cores are shared by every test running at the same time
+# (platforms included), and the module fails at once on a pod the scheduler finds no room for
+# ("Insufficient cpu"); a request of 0 always fits. tests/cluster/test_readme_run_project.py
+# runs the example with the project_runner role's requests, as a user would.
+SMALL = {"requests": {"cpu": "0", "memory": "256Mi"}}
+HOLD = "mlflow-k8s.test/hold"
 
 
 @pytest.fixture
-def experiment(server):
-    client = MlflowClient(server[0])
-    experiment_id = client.create_experiment(f"snapshot-{os.getpid()}-{time.time_ns()}")
+def experiment(platform):
+    client = MlflowClient(platform.url)
+    experiment_id = client.create_experiment(f"snapshot-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     return client, experiment_id
 
 
-class LocalPods:
-    """Runs each new pod of the namespace with pod_process.run_pod, then ends it through the kubelet."""
-
-    def __init__(self, k8s, namespace, kubelet, root: Path, before=None):
-        self.before = before or (lambda pod: None)
-        self.core = k8s_client.CoreV1Api(k8s)
-        self.namespace = namespace
-        self.kubelet = kubelet
-        self.root = root
-        self.results: dict[str, tuple[int, str]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self):
-        if self.kubelet.active:
-            self.kubelet.outcome(WINE_LABEL, "run")  # Running until the local run decides
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _loop(self):
-        api = self.core.api_client
-        while not self._stop.is_set():
-            for pod in self.core.list_namespaced_pod(self.namespace).items:
-                name = pod.metadata.name
-                job_name = (pod.metadata.labels or {}).get("job-name") or (pod.metadata.labels or {}).get(
-                    "batch.kubernetes.io/job-name"
-                )
-                if name in self.results or not job_name:
-                    continue
-                manifest = api.sanitize_for_serialization(pod)
-                self.before(manifest)
-                code, log, container = run_pod(manifest, self.root / name)
-                self.results[name] = (code, log)
-                # The log belongs to the container that ended the pod (an init container's, when it failed).
-                if code == 0:
-                    self.kubelet.outcome(job_name, "succeed", log={container: log})
-                else:
-                    self.kubelet.outcome(job_name, "fail", exit_code=code, log={container: log})
-            self._stop.wait(0.3)
-
-
-def _args(kubeconfig, namespace, server, experiment_id, **extra):
+def _args(kubeconfig, namespace, platform, experiment_id, **extra):
     base = {
         "project_uri": str(EXAMPLE),
         "parameters": {"alpha": 0.3, "epochs": 20},
         "namespace": namespace,
         "kubeconfig": kubeconfig,
-        "tracking_uri": server[0],
-        "job_tracking_uri": server[1],
+        "tracking_uri": platform.url,
+        "job_tracking_uri": platform.internal_url,
         "experiment_id": experiment_id,
         "wait_timeout": 600,
         "propagation_policy": "Background",
@@ -131,17 +75,14 @@ def _args(kubeconfig, namespace, server, experiment_id, **extra):
     return base
 
 
-def test_the_example_runs_to_finished_without_any_image_option(
-    kubeconfig, namespace, kubelet, k8s, server, experiment, tmp_path
-):
+def test_the_example_runs_to_finished_without_any_image_option(kubeconfig, namespace, platform, experiment):
     client, experiment_id = experiment
-    with LocalPods(k8s, namespace, kubelet, tmp_path / "pods") as pods:
-        result = run(mlflow_project_job, _args(kubeconfig, namespace, server, experiment_id, wait=True))
-    assert result.get("state") == "Complete", result
+    result = run(mlflow_project_job, _args(kubeconfig, namespace, platform, experiment_id, wait=True, resources=SMALL))
+    assert result.get("state") == "Complete", (result.get("msg"), result.get("stuck"), result.get("logs"))
     run_id = result["run"]["run_id"]
     mlflow_run = client.get_run(run_id)
     assert mlflow_run.info.status == "FINISHED"
-    # The entry point ran: its metrics are on the module's run.
+    # The entry point ran in the pod and logged to the module's run through the Service.
     assert {"rmse", "mae", "r2"} <= set(mlflow_run.data.metrics), mlflow_run.data.metrics
     assert len(client.get_metric_history(run_id, "train_rmse")) == 20
     # The code it ran is the run's artifact, and its tag is that artifact's hash.
@@ -152,43 +93,54 @@ def test_the_example_runs_to_finished_without_any_image_option(
     assert listed == [snapshot.ARTIFACT_PATH]
     pod = result["job"]["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
-    docker_image = "ghcr.io/mlflow/mlflow:v3.17.2-full"
-    assert init["image"] == pod["containers"][0]["image"] == docker_image
+    assert init["image"] == pod["containers"][0]["image"] == DOCKER_IMAGE
     assert pod["containers"][0]["workingDir"] == "/mlflow/projects/code"
-    if kubelet.active:
-        [(code, log)] = list(pods.results.values())
-        assert code == 0, log
 
 
-def test_check_mode_shows_the_init_container_and_uploads_nothing(kubeconfig, namespace, server, experiment, k8s):
+def test_check_mode_shows_the_init_container_and_uploads_nothing(kubeconfig, namespace, platform, experiment, k8s):
     client, experiment_id = experiment
     result = run(
-        mlflow_project_job, _args(kubeconfig, namespace, server, experiment_id, _ansible_diff=True), check_mode=True
+        mlflow_project_job, _args(kubeconfig, namespace, platform, experiment_id, _ansible_diff=True), check_mode=True
     )
     assert result["changed"] and result["run"]["status"] == "PLANNED"
     snap = result["snapshot"]
     assert snap["uploaded"] is False and len(snap["sha256"]) == 64
     assert snap["url"].endswith(f"/{experiment_id}/<run id>/artifacts/mlflow-project/code.tar.gz")
+    assert snap["url"].startswith(platform.internal_url + "/api/2.0/mlflow-artifacts/artifacts/")
     (init,) = result["job"]["spec"]["template"]["spec"]["initContainers"]
     assert {e["name"]: e.get("value") for e in init["env"]}["MLFLOW_SNAPSHOT_SHA256"] == snap["sha256"]
     assert client.search_runs([experiment_id]) == []
     assert k8s_client.BatchV1Api(k8s).list_namespaced_job(namespace).items == []
 
 
-def test_a_failed_upload_marks_the_run_failed_and_creates_no_job(
-    kubeconfig, namespace, server, experiment, k8s, cluster_kind
-):
-    if cluster_kind == "real-kubelet":
-        pytest.skip("breaks the local server's artifact store on purpose; a shared server is not broken here")
-    client, experiment_id = experiment
+@pytest.fixture
+def own_server(tmp_path):
+    """A small ``mlflow server`` of this test's own (SQLite, proxied artifacts) on loopback."""
+    started = start_server(f"sqlite:///{tmp_path / 'mlflow.db'}", workdir=tmp_path / "server")
+    yield started
+    started.stop()
+
+
+def test_a_failed_upload_marks_the_run_failed_and_creates_no_job(kubeconfig, namespace, own_server, k8s):
+    client = MlflowClient(own_server.url)
+    experiment_id = client.create_experiment("no-upload")
     # Real failure, no mock: the experiment's artifact directory on the server becomes a file,
     # so the server cannot store the upload (500), while the database still takes the run.
     location = client.get_experiment(experiment_id).artifact_location
     assert location == f"mlflow-artifacts:/{experiment_id}"
-    target = server[2] / experiment_id
+    target = own_server.artifacts_dir / experiment_id
     shutil.rmtree(target, ignore_errors=True)
     target.write_text("not a directory")
-    result = run(mlflow_project_job, _args(kubeconfig, namespace, server, experiment_id, run_name="no-upload"))
+    args = {
+        "project_uri": str(EXAMPLE),
+        "namespace": namespace,
+        "kubeconfig": kubeconfig,
+        "tracking_uri": own_server.url,
+        "job_tracking_uri": own_server.url,
+        "experiment_id": experiment_id,
+        "run_name": "no-upload",
+    }
+    result = run(mlflow_project_job, args)
     assert result["failed"] and result["option"] == "tracking_uri", result
     assert "uploading the project's code" in result["msg"]
     runs = client.search_runs([experiment_id])
@@ -196,37 +148,46 @@ def test_a_failed_upload_marks_the_run_failed_and_creates_no_job(
     assert k8s_client.BatchV1Api(k8s).list_namespaced_job(namespace).items == []
 
 
-def test_resubmitting_the_same_content_reuses_the_run(kubeconfig, namespace, kubelet, server, experiment, tmp_path):
+def test_resubmitting_the_same_content_reuses_the_run(kubeconfig, namespace, platform, experiment, tmp_path):
     client, experiment_id = experiment
-    kubelet.outcome(WINE_LABEL, "run")
     copy = tmp_path / "wine-quality"
     shutil.copytree(EXAMPLE, copy)
-    first = run(mlflow_project_job, _args(kubeconfig, namespace, server, experiment_id, project_uri=str(copy)))
+
+    def submit():
+        return run(
+            mlflow_project_job,
+            _args(kubeconfig, namespace, platform, experiment_id, project_uri=str(copy), resources=SMALL),
+        )
+
+    first = submit()
     os.utime(copy / "train.py", (0, 0))  # an mtime is not content
-    again = run(mlflow_project_job, _args(kubeconfig, namespace, server, experiment_id, project_uri=str(copy)))
+    again = submit()
     assert first["changed"] and not again["changed"] and again["existing"]
     assert again["run"]["run_id"] == first["run"]["run_id"]
     assert len(client.search_runs([experiment_id])) == 1  # nothing uploaded for the second call
     (copy / "train.py").write_text((copy / "train.py").read_text() + "\n# changed\n")
-    changed = run(mlflow_project_job, _args(kubeconfig, namespace, server, experiment_id, project_uri=str(copy)))
+    changed = submit()
     assert changed["changed"] and changed["snapshot"]["sha256"] != first["snapshot"]["sha256"]
+    assert len(client.search_runs([experiment_id])) == 2
 
 
-def test_from_run_id_reruns_exactly_that_code(kubeconfig, namespace, kubelet, k8s, server, experiment, tmp_path):
+def test_from_run_id_reruns_exactly_that_code(kubeconfig, namespace, platform, experiment, tmp_path):
     client, experiment_id = experiment
     copy = tmp_path / "wine-quality"
     shutil.copytree(EXAMPLE, copy)
-    with LocalPods(k8s, namespace, kubelet, tmp_path / "pods"):
-        first = run(
-            mlflow_project_job, _args(kubeconfig, namespace, server, experiment_id, project_uri=str(copy), wait=True)
-        )
-        assert first.get("state") == "Complete", first
-        shutil.rmtree(copy)  # no checkout left: the code comes from the run
-        args = _args(kubeconfig, namespace, server, experiment_id, from_run_id=first["run"]["run_id"], wait=True)
-        del args["project_uri"]
-        args["parameters"] = {"alpha": 0.9, "epochs": 5}
-        again = run(mlflow_project_job, args)
-    assert again.get("state") == "Complete", again
+    first = run(
+        mlflow_project_job,
+        _args(kubeconfig, namespace, platform, experiment_id, project_uri=str(copy), wait=True, resources=SMALL),
+    )
+    assert first.get("state") == "Complete", (first.get("msg"), first.get("logs"))
+    shutil.rmtree(copy)  # no checkout left: the code comes from the run
+    args = _args(
+        kubeconfig, namespace, platform, experiment_id, from_run_id=first["run"]["run_id"], wait=True, resources=SMALL
+    )
+    del args["project_uri"]
+    args["parameters"] = {"alpha": 0.9, "epochs": 5}
+    again = run(mlflow_project_job, args)
+    assert again.get("state") == "Complete", (again.get("msg"), again.get("logs"))
     old, new = client.get_run(first["run"]["run_id"]), client.get_run(again["run"]["run_id"])
     assert new.info.run_id != old.info.run_id and new.info.status == "FINISHED"
     assert new.data.tags[snapshot.HASH_TAG] == old.data.tags[snapshot.HASH_TAG] == again["snapshot"]["sha256"]
@@ -241,24 +202,49 @@ def test_from_run_id_reruns_exactly_that_code(kubeconfig, namespace, kubelet, k8
         )
         fetched.append(Path(path))
     assert fetched[0].read_bytes() == fetched[1].read_bytes()
-    if kubelet.active:
-        assert len(client.get_metric_history(new.info.run_id, "train_rmse")) == 5
+    # The pod of the re-run ran the earlier run's code with the new parameters.
+    assert len(client.get_metric_history(new.info.run_id, "train_rmse")) == 5
+    assert len(client.get_metric_history(old.info.run_id, "train_rmse")) == 20
 
 
 def test_a_snapshot_changed_on_the_server_fails_the_pod_and_the_log_says_why(
-    kubeconfig, namespace, kubelet, k8s, server, experiment, tmp_path, cluster_kind
+    kubeconfig, namespace, platform, experiment, k8s, tmp_path
 ):
-    if cluster_kind == "real-kubelet":
-        pytest.skip("changes an artifact on the local server's disk")
     client, experiment_id = experiment
-
-    def tamper(pod):
-        for stored in server[2].rglob("code.tar.gz"):
-            stored.write_bytes(stored.read_bytes() + b"\0")
-
-    with LocalPods(k8s, namespace, kubelet, tmp_path / "pods", before=tamper):
-        result = run(mlflow_project_job, _args(kubeconfig, namespace, server, experiment_id, wait=True))
+    core = k8s_client.CoreV1Api(k8s)
+    # The pod waits behind a scheduling gate (a real Kubernetes feature, no mock) until the
+    # artifact has been changed; the module's wait sees a Pending pod meanwhile.
+    template = json.loads(json.dumps(job_utils.DEFAULT_TEMPLATE))
+    template["spec"]["template"]["spec"]["schedulingGates"] = [{"name": HOLD}]
+    args = _args(kubeconfig, namespace, platform, experiment_id, wait=True, job_template=template, resources=SMALL)
+    outcome: dict = {}
+    waiter = threading.Thread(target=lambda: outcome.update(run(mlflow_project_job, args)), daemon=True)
+    waiter.start()
+    pod = None
+    watcher = watch.Watch()
+    for event in watcher.stream(core.list_namespaced_pod, namespace, timeout_seconds=240):
+        if event["type"] == "ADDED":
+            pod = event["object"]
+            watcher.stop()
+    assert pod is not None, f"no pod within 240 s; the module returned {outcome}"
+    assert [g.name for g in pod.spec.scheduling_gates or []] == [HOLD]
+    (job,) = k8s_client.BatchV1Api(k8s).list_namespaced_job(namespace).items
+    run_id = job.metadata.labels[job_utils.LABEL_RUN_ID]
+    # Replace the logged archive through the server's own artifact API: one byte more.
+    stored = Path(client.download_artifacts(run_id, snapshot.ARTIFACT_PATH, str(tmp_path)))
+    changed = tmp_path / "changed" / stored.name
+    changed.parent.mkdir()
+    changed.write_bytes(stored.read_bytes() + b"\0")
+    client.log_artifact(run_id, str(changed), snapshot.ARTIFACT_DIR)
+    again = Path(client.download_artifacts(run_id, snapshot.ARTIFACT_PATH, str(tmp_path / "again")))
+    assert again.read_bytes() == changed.read_bytes()
+    core.patch_namespaced_pod(pod.metadata.name, namespace, [{"op": "remove", "path": "/spec/schedulingGates"}])
+    waiter.join(timeout=600)
+    assert not waiter.is_alive(), "the module's wait did not return"
+    result = outcome
     assert result.get("state") == "Failed", result
-    assert client.get_run(result["run"]["run_id"]).info.status == "FAILED"
+    assert result["run"]["run_id"] == run_id
+    assert client.get_run(run_id).info.status == "FAILED"
     # The entry point never ran; the init container's log is what the module returns.
     assert "mlflow-snapshot:" in result["logs"] and "sha256" in result["logs"], result["logs"]
+    assert client.get_metric_history(run_id, "train_rmse") == []
