@@ -75,6 +75,8 @@ class Remover(object):
             return None  # a kind this cluster does not serve (a CRD not installed) has no objects
 
     def find(self, kinds, namespace, selector):
+        from kubernetes.dynamic.exceptions import NotFoundError
+
         found = []
         for api_version, kind in kinds:
             if kind in NEVER:
@@ -83,7 +85,12 @@ class Remover(object):
             if resource is None:
                 continue
             scope = {} if not resource.namespaced else {"namespace": namespace}
-            listed = resource.get(label_selector=selector, **scope).to_dict()
+            try:
+                listed = resource.get(label_selector=selector, **scope).to_dict()
+            except NotFoundError:
+                # Served when the (cached, shared) discovery was taken, gone since: a CRD deleted
+                # meanwhile has no objects. A list in a missing namespace is empty, never a 404.
+                continue
             for item in listed.get("items") or []:
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)

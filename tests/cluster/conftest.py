@@ -261,9 +261,17 @@ def inventory() -> dict[str, Any]:
     }
 
 
+SMALL = {"requests": {"cpu": "20m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}}
+
+
 def site_vars_for(kubeconfig: str, namespace: str, node: str, volumes: Path, node_port: int) -> dict[str, Any]:
     """site.yml's variables for a platform in ``namespace`` of the session's cluster (provider
-    ``existing``, hostPath volumes under ``volumes`` on ``node``, the server at ``node_port``)."""
+    ``existing``, hostPath volumes under ``volumes`` on ``node``, the server at ``node_port``).
+
+    CPU requests are small: a test node (the rig: 2 cores) holds several platforms at once, and
+    the roles' defaults (a quarter core each for the server and the database) would leave pods
+    unschedulable for want of CPU that is not used. The defaults are checked on the rendered
+    manifests (tests/manifests)."""
     site = {
         "cluster_provider": "existing",
         "cluster_existing_kubeconfig": kubeconfig,
@@ -275,6 +283,10 @@ def site_vars_for(kubeconfig: str, namespace: str, node: str, volumes: Path, nod
         "database_wait_timeout": 300,
         "mlflow_server_node_port": node_port,
         "mlflow_server_rollout_timeout": 300,
+        "mlflow_server_resources": SMALL,
+        "mlflow_server_init_resources": SMALL,
+        "database_resources": SMALL,
+        "database_backup_resources": SMALL,
     }
     if MLFLOW_IMAGE:
         site["mlflow_server_image"] = MLFLOW_IMAGE

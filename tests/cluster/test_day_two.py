@@ -1,47 +1,172 @@
-"""Day two against a Kubernetes API: the backup CronJob, playbooks/restore.yml and upgrade.yml.
+"""Day two on real pods: the backup CronJob, playbooks/restore.yml and upgrade.yml, the gc
+CronJob and the metrics endpoint.
 
-site.yml with database_backup_enabled creates the CronJob (schedule, history limits, no
-overlap; the dump as init container, then the artifacts copy with the artifacts claim mounted
-read-only, and on a ReadWriteOnce claim the server's node through podAffinity), the backup
-volume and a NetworkPolicy that admits the backup pods. restore.yml runs a check Job first;
-only when it passes is the MLflow server scaled to 0 (its pods gone) before the restore Job
-(database, then artifacts) starts, and scaled back after it. A check that fails (missing dump)
-stops the play with the server untouched and no restore Job created. A recorder thread polls
-the namespace, so the order is read from the API, not from the playbook's own report. Both
-playbooks in check mode create nothing; a second run with nothing new changes nothing but its
-Jobs (and restore's scale down and up).
+One platform (PostgreSQL, MLflow 3.17.2, backups, gc and metrics on) is converged once for the
+tests of the group ``day_two`` (they run in file order on one worker, ``--dist loadgroup``): the
+read-only ones first, then those that change data (gc, the restore), then the upgrade to 3.18.0,
+a migration alembic refuses, the database's minor roll, and teardown last. Every outcome is a
+real pod's: the dump and archive names come from what the Jobs printed and are looked up in the
+backup volume (a hostPath directory on this node), the runs are logged and read back through the
+tracking server's NodePort with MlflowClient. A recorder thread polls the namespace (and the
+server's /version) while a playbook runs, so the order is read from the cluster, not from the
+playbook's own report. A second platform (MySQL, a ReadWriteOnce artifacts claim) shows the
+backup needs the server's node, and the MySQL minor/major rules.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
 import time
+import zlib
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-# Fixtures shared with test_site.py.
-from tests.cluster.test_site import apps, core, inventory, site_vars  # noqa: F401  # pylint: disable=unused-import
+from tests.cluster.conftest import WAIT_TIMEOUT, fresh_namespace, inventory, site_vars_for, watch_until
+from tests.harness import cluster as cluster_harness
+from tests.harness.playbook import run_playbook
 
 pytestmark = pytest.mark.cluster
+DAY_TWO = pytest.mark.xdist_group("day_two")
 
-DUMP = "mlflow-postgresql-20260101T021700Z.dump"
-ARCHIVE = "mlflow-postgresql-20260101T021700Z.artifacts.tar.gz"
+OLD_VERSION = "3.17.2"
+NEW_VERSION = "3.18.0"  # roles/mlflow_server/defaults/main.yml: the default the upgrade goes to
+NEW_IMAGE = f"ghcr.io/mlflow/mlflow:v{NEW_VERSION}-full"
+OLD_IMAGE = f"ghcr.io/mlflow/mlflow:v{OLD_VERSION}-full"
+EXPERIMENT = "day-two"
+JOB_TASKS = {"mlops.mlflow_k8s.cluster : Start the Job", "mlops.mlflow_k8s.cluster : Remove the Job"}
+SCALE_TASK = "mlops.mlflow_k8s.mlflow_server : Scale the Deployment"
+DUMP_NAME = re.compile(r"^mlflow-postgresql-\d{8}T\d{6}Z\.dump$")
+
+
+# The node has 2 CPUs and other tests' platforms run beside these: the server and the database
+# request a fifth of their default CPU (the scheduler counts requests; nothing here measures speed).
+SMALL = {
+    "mlflow_server_resources": {"requests": {"cpu": "50m", "memory": "768Mi"}, "limits": {"memory": "2Gi"}},
+    "database_resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+}
+
+
+def node_port_for(namespace: str) -> int:
+    """A NodePort per namespace (NodePorts are cluster-wide), away from the shared platform's 30500."""
+    port = 30000 + zlib.crc32(namespace.encode()) % 2700
+    return port + 1 if port == 30500 else port
+
+
+# -- the platform the day_two group shares ---------------------------------------------------
+
+
+class DayTwo:
+    """The converged platform: its namespace, variables and how to reach it."""
+
+    def __init__(self, kubeconfig: str, k8s: Any, dyn: Any, namespace: str, site: dict, url: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.k8s = k8s
+        self.dyn = dyn
+        self.namespace = namespace
+        self.site = site
+        self.url = url
+
+    def play(self, playbook: Any, **extra: Any):
+        """Run a playbook with the platform's variables (``extra`` on top), and check=, tags=."""
+        check = extra.pop("check", False)
+        tags = extra.pop("tags", None)
+        env = {"K8S_AUTH_KUBECONFIG": self.kubeconfig, "KUBECONFIG": self.kubeconfig}
+        inv = inventory() if isinstance(playbook, str) else None
+        kwargs: dict[str, Any] = {"check": check, "env": env}
+        if tags:
+            kwargs["tags"] = tags
+        return run_playbook(playbook, inventory=inv, extra_vars={**self.site, **extra}, **kwargs)
+
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.url)
+
+    def host_dir(self, claim: str) -> Path:
+        """The hostPath directory behind a claim (every volume is on this node)."""
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.k8s)
+        pvc = core.read_namespaced_persistent_volume_claim(claim, self.namespace)
+        return Path(core.read_persistent_volume(pvc.spec.volume_name).spec.host_path.path)
+
+    def backups(self) -> set[str]:
+        return {p.name for p in self.host_dir("mlflow-database-backup").iterdir()}
+
+
+def _converge(kubeconfig: str, namespace: str, site: dict):
+    env = {"K8S_AUTH_KUBECONFIG": kubeconfig, "KUBECONFIG": kubeconfig}
+    return run_playbook("playbooks/site.yml", inventory=inventory(), extra_vars=site, env=env)
+
+
+def _purge(kubeconfig: str, site: dict) -> None:
+    env = {"K8S_AUTH_KUBECONFIG": kubeconfig, "KUBECONFIG": kubeconfig}
+    done = run_playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**site, "purge": True}, env=env)
+    assert done.rc == 0, done.summary()
+
+
+@pytest.fixture(scope="module")
+def day_two(kubeconfig, k8s, dyn, node_name, node_address, tmp_path_factory) -> Any:
+    """site.yml once: PostgreSQL, MLflow 3.17.2, backups (keep 5), gc (runs deleted 1 s ago go)
+    and metrics on. Purged (volumes too) after the group."""
+    with fresh_namespace(dyn, "day-two") as namespace:
+        port = node_port_for(namespace)
+        site = site_vars_for(kubeconfig, namespace, node_name, tmp_path_factory.mktemp("day-two"), port)
+        site.pop("mlflow_server_image", None)  # the upgrade goes by mlflow_server_version
+        site.update(
+            SMALL,
+            mlflow_server_version=OLD_VERSION,
+            database_backup_enabled=True,
+            database_backup_keep=5,
+            mlflow_server_gc_enabled=True,
+            mlflow_server_gc_older_than="1s",
+            mlflow_server_metrics_enabled=True,
+        )
+        started = time.monotonic()
+        result = _converge(kubeconfig, namespace, site)
+        try:
+            assert result.rc == 0, result.summary()
+            print(f"\n[day two] site.yml converged {namespace} in {time.monotonic() - started:.0f} s")
+            yield DayTwo(kubeconfig, k8s, dyn, namespace, site, f"http://{node_address}:{port}")
+        finally:
+            _purge(kubeconfig, site)
+
+
+# -- what runs the tests watch and start -------------------------------------------------------
 
 
 class Recorder(threading.Thread):
-    """Polls (Deployment replicas, server pods, Job names) and keeps every distinct state in order."""
+    """Polls (Deployment replicas, server pods, Job names, Deployment image, /version) and keeps
+    every distinct state in order; ``jobs`` holds every Job seen, as first seen."""
 
-    def __init__(self, k8s, namespace: str) -> None:
+    def __init__(self, kubeconfig: str, namespace: str, url: str | None = None) -> None:
         super().__init__(daemon=True)
         from kubernetes import client
 
-        self.apps = client.AppsV1Api(k8s)
-        self.batch = client.BatchV1Api(k8s)
-        self.core = client.CoreV1Api(k8s)
+        self.api = cluster_harness.new_api_client(kubeconfig)
+        self.apps = client.AppsV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.core = client.CoreV1Api(self.api)
         self.namespace = namespace
-        self.states: list[tuple[int | None, int, tuple[str, ...], str]] = []
-        self.jobs: dict[str, object] = {}  # every Job seen, as first seen
+        self.url = url
+        self.states: list[tuple[int | None, int, tuple[str, ...], str, str]] = []
+        self.jobs: dict[str, Any] = {}
         self.stopping = threading.Event()
+
+    def version(self) -> str:
+        import requests
+
+        if not self.url:
+            return ""
+        try:
+            answer = requests.get(f"{self.url}/version", timeout=2)
+            return answer.text.strip() if answer.status_code == 200 else f"HTTP {answer.status_code}"
+        except requests.RequestException:
+            return "no answer"
 
     def state(self):
         try:
@@ -54,14 +179,14 @@ class Recorder(threading.Thread):
         jobs = self.batch.list_namespaced_job(self.namespace).items
         for job in jobs:
             self.jobs.setdefault(job.metadata.name, job)
-        return replicas, len(pods.items), tuple(sorted(j.metadata.name for j in jobs)), image
+        return replicas, len(pods.items), tuple(sorted(j.metadata.name for j in jobs)), image, self.version()
 
     def run(self) -> None:
         while not self.stopping.is_set():
             current = self.state()
             if not self.states or self.states[-1] != current:
                 self.states.append(current)
-            time.sleep(0.05)
+            time.sleep(0.2)
 
     def __enter__(self):
         self.start()
@@ -69,42 +194,122 @@ class Recorder(threading.Thread):
 
     def __exit__(self, *exc):
         self.stopping.set()
-        self.join(5)
+        self.join(10)
+        self.api.close()
 
 
-def _recorded(playbook, k8s, namespace: str, path: str, site: dict, **extra):
-    """Run a playbook (site's vars, no smoke check, ``extra``) with a Recorder watching the
-    namespace: (result, recorder)."""
-    with Recorder(k8s, namespace) as recorder:
-        result = playbook(path, inventory=inventory(), extra_vars={**site, "mlflow_server_smoke": False, **extra})
-        time.sleep(0.3)
-    return result, recorder
+def recorded(platform: DayTwo, playbook: str, *, probe: bool = False, **extra):
+    """Run a playbook on the platform with a Recorder watching: (result, recorder, seconds)."""
+    with Recorder(platform.kubeconfig, platform.namespace, platform.url if probe else None) as recorder:
+        started = time.monotonic()
+        result = platform.play(playbook, **extra)
+        seconds = time.monotonic() - started
+        time.sleep(1)
+    return result, recorder, seconds
 
 
 def first(states, predicate) -> int:
     return next(i for i, s in enumerate(states) if predicate(s))
 
 
-@pytest.fixture
-def backup_site(playbook, site_vars, kubelet):  # noqa: F811
-    extra = {**site_vars, "database_backup_enabled": True, "database_backup_keep": 5, "mlflow_server_gc_enabled": True}
-    result = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=extra)
-    assert result.rc == 0, result.summary()
-    yield extra
-    done = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**extra, "purge": True})
-    assert done.rc == 0, done.summary()
-
-
-def test_site_creates_the_backup_cronjob_and_volume(backup_site, k8s, namespace) -> None:
+def run_cronjob(platform: DayTwo, cronjob: str, job: str) -> tuple[str, dict[str, str]]:
+    """The CronJob's job template as the Job ``job`` (what `kubectl create job --from` makes),
+    run to its end: (Complete or Failed, {container: log}, init containers first). Removed after."""
     from kubernetes import client
 
-    cronjob = client.BatchV1Api(k8s).read_namespaced_cron_job("mlflow-postgresql-backup", namespace)
+    batch, core = client.BatchV1Api(platform.k8s), client.CoreV1Api(platform.k8s)
+    ns = platform.namespace
+    template = batch.read_namespaced_cron_job(cronjob, ns).spec.job_template
+    body = platform.k8s.sanitize_for_serialization(template)
+    body.update(apiVersion="batch/v1", kind="Job")
+    body["metadata"] = {"name": job, "labels": (body.get("metadata") or {}).get("labels", {})}
+    batch.create_namespaced_job(ns, body)
+    try:
+
+        def finished(obj):
+            conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+            return any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conditions)
+
+        done = watch_until(platform.dyn, "batch/v1", "Job", ns, job, finished, timeout=WAIT_TIMEOUT)
+        state = next(
+            c["type"]
+            for c in done["status"]["conditions"]
+            if c["type"] in ("Complete", "Failed") and c["status"] == "True"
+        )
+        logs: dict[str, str] = {}
+        for pod in core.list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={job}").items:
+            for container in (pod.spec.init_containers or []) + pod.spec.containers:
+                with contextlib.suppress(Exception):
+                    logs[container.name] = logs.get(container.name, "") + core.read_namespaced_pod_log(
+                        pod.metadata.name, ns, container=container.name
+                    )
+        return state, logs
+    finally:
+        batch.delete_namespaced_job(job, ns, propagation_policy="Background")
+
+
+def snapshot(client, experiment_ids: list[str]) -> dict[str, tuple]:
+    """Every run of the experiments (all stages): its stage, status, params, metrics and the
+    history of the metric ``loss``."""
+    from mlflow.entities import ViewType
+
+    runs = client.search_runs(experiment_ids, run_view_type=ViewType.ALL, max_results=1000)
+    out = {}
+    for run in runs:
+        history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")]
+        out[run.info.run_id] = (
+            run.info.lifecycle_stage,
+            run.info.status,
+            dict(run.data.params),
+            dict(run.data.metrics),
+            sorted(history),
+        )
+    return out
+
+
+def log_runs(client, experiment_id: str, count: int, prefix: str) -> list[str]:
+    ids = []
+    for i in range(count):
+        run = client.create_run(experiment_id, run_name=f"{prefix}-{i}")
+        run_id = run.info.run_id
+        client.log_param(run_id, "lr", str(0.1 * (i + 1)))
+        client.log_param(run_id, "prefix", prefix)
+        for step in range(3):
+            client.log_metric(run_id, "loss", 1.0 / (step + 1 + i), step=step)
+        client.log_text(run_id, f"{prefix} run {i}\n", "notes/readme.txt")
+        client.set_terminated(run_id)
+        ids.append(run_id)
+    return ids
+
+
+def runs_read_back(result) -> int:
+    """How many runs the play's read-back (read_runs.yml) got from the server."""
+    return int(result.task("Hand on how many runs came back").result["ansible_facts"]["mlflow_server_read_runs_count"])
+
+
+def server_version(url: str) -> str:
+    import requests
+
+    answer = requests.get(f"{url}/version", timeout=10)
+    answer.raise_for_status()
+    return answer.text.strip()
+
+
+# -- the day_two group, in order: read-only first -------------------------------------------
+
+
+@DAY_TWO
+def test_site_creates_the_day_two_objects(day_two, k8s) -> None:
+    from kubernetes import client
+
+    ns = day_two.namespace
+    batch, core = client.BatchV1Api(k8s), client.CoreV1Api(k8s)
+    cronjob = batch.read_namespaced_cron_job("mlflow-postgresql-backup", ns)
     assert cronjob.spec.schedule == "17 2 * * *"
     assert cronjob.spec.concurrency_policy == "Forbid"
     assert cronjob.spec.successful_jobs_history_limit == 3
     assert cronjob.spec.failed_jobs_history_limit == 3
     pod = cronjob.spec.job_template.spec.template.spec
-    assert pod.volumes[1].persistent_volume_claim.claim_name == "mlflow-database-backup"
     env = {e.name: e for e in pod.init_containers[0].env}
     assert env["BACKUP_KEEP"].value == "5"
     assert not any(e.name.startswith("DB_") for e in pod.containers[0].env)  # the copy needs no credential
@@ -115,54 +320,154 @@ def test_site_creates_the_backup_cronjob_and_volume(backup_site, k8s, namespace)
     assert copy.command == ["/bin/sh", "/scripts/artifacts.sh", "backup"]
     assert (copy.security_context.run_as_user, copy.security_context.run_as_group) == (1000, 999)
     volumes = {v.name: v for v in pod.volumes}
+    assert volumes["backup"].persistent_volume_claim.claim_name == "mlflow-database-backup"
     assert volumes["artifacts"].persistent_volume_claim.claim_name == "mlflow-artifacts"
     assert volumes["artifacts"].persistent_volume_claim.read_only is True
     mounts = {m.name: m for m in copy.volume_mounts}
     assert mounts["artifacts"].read_only and not mounts["backup"].read_only
     assert pod.affinity is None  # ReadWriteMany artifacts: any node
-    assert (
-        "artifacts.sh"
-        in client.CoreV1Api(k8s).read_namespaced_config_map("mlflow-postgresql-backup-scripts", namespace).data
-    )
-    pvc = client.CoreV1Api(k8s).read_namespaced_persistent_volume_claim("mlflow-database-backup", namespace)
-    assert pvc.status.phase == "Bound"
-    policy = client.NetworkingV1Api(k8s).read_namespaced_network_policy("mlflow-postgresql", namespace)
+    assert "artifacts.sh" in core.read_namespaced_config_map("mlflow-postgresql-backup-scripts", ns).data
+    assert core.read_namespaced_persistent_volume_claim("mlflow-database-backup", ns).status.phase == "Bound"
+    policy = client.NetworkingV1Api(k8s).read_namespaced_network_policy("mlflow-postgresql", ns)
     admitted = [peer.pod_selector.match_labels for peer in policy.spec.ingress[0]._from]
     labels = cronjob.spec.job_template.spec.template.metadata.labels
     assert any(all(labels.get(k) == v for k, v in sel.items()) for sel in admitted), (admitted, labels)
 
-    gc = client.BatchV1Api(k8s).read_namespaced_cron_job("mlflow-server-gc", namespace)
+    gc = batch.read_namespaced_cron_job("mlflow-server-gc", ns)
     assert gc.spec.successful_jobs_history_limit == 3 and gc.spec.concurrency_policy == "Forbid"
     gc_pod = gc.spec.job_template.spec.template
     container = gc_pod.spec.containers[0]
+    assert container.image == OLD_IMAGE
     assert container.command[-1].startswith('exec mlflow gc --backend-store-uri "$MLFLOW_BACKEND_STORE_URI"')
     gc_env = {e.name: e for e in container.env}
     assert gc_env["MLFLOW_BACKEND_STORE_URI"].value_from.secret_key_ref.name == "mlflow-backend-store"
-    assert gc_env["MLFLOW_GC_OLDER_THAN"].value == "30d"
+    assert gc_env["MLFLOW_GC_OLDER_THAN"].value == "1s"
     assert gc_env["MLFLOW_TRACKING_URI"].value.startswith("http://mlflow-server.")
     # Admitted to the database, but neither the server's Service nor its Deployment selects it.
     assert any(all(gc_pod.metadata.labels.get(k) == v for k, v in sel.items()) for sel in admitted)
-    service = client.CoreV1Api(k8s).read_namespaced_service("mlflow-server", namespace)
+    service = core.read_namespaced_service("mlflow-server", ns)
     assert not all(gc_pod.metadata.labels.get(k) == v for k, v in service.spec.selector.items())
+    # Metrics: the Service's port is named http and carries the scrape annotations.
+    assert service.spec.ports[0].name == "http"
+    annotations = service.metadata.annotations or {}
+    assert annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/path") == "/metrics"
+    assert server_version(day_two.url) == OLD_VERSION
 
 
-def test_restore_checks_then_scales_down_restores_and_scales_back(
-    backup_site, playbook, kubelet, k8s, namespace
-) -> None:
-    kubelet.outcome(
-        "mlflow-postgresql-check",
-        log={"check": f"2026-01-01T00:00:00Z restore-file={DUMP}\n", "artifacts": f"artifacts-file={ARCHIVE}\n"},
-    )
-    kubelet.outcome(
-        "mlflow-postgresql-restore",
-        delay=1.0,
-        log={
-            "restore": f"restore-file={DUMP}\nloading\nrestored-runs=3\n",
-            "artifacts": f"artifacts-file={ARCHIVE}\nrestored-artifacts=12\n",
-        },
-    )
-    result, recorder = _recorded(playbook, k8s, namespace, "playbooks/restore.yml", backup_site)
+@DAY_TWO
+def test_metrics_endpoint_counts_the_requests(day_two) -> None:
+    """/metrics through the NodePort: Prometheus text from the server's exporter, whose request
+    counter grows by at least the requests made between two scrapes."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> tuple[float, dict[str, Any]]:
+        answer = requests.get(f"{day_two.url}/metrics", timeout=30)
+        assert answer.status_code == 200, (answer.status_code, answer.text[:500])
+        assert answer.headers["Content-Type"].startswith("text/plain"), answer.headers
+        families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+        counter = families.get("mlflow_http_request")
+        assert counter is not None and counter.type == "counter", sorted(families)
+        total = sum(s.value for s in counter.samples if s.name == "mlflow_http_request_total")
+        return total, families
+
+    before, families = scrape()
+    assert "mlflow_http_request_duration_seconds" in families, sorted(families)
+    requests_made = 7
+    for attempt in range(requests_made):
+        answer = requests.post(f"{day_two.url}/api/2.0/mlflow/experiments/search", json={"max_results": 10}, timeout=30)
+        assert answer.status_code == 200, (attempt, answer.text)
+    after, families = scrape()
+    assert after >= before + requests_made, (before, after)
+    # Labelled with the server's version (the exporter's group_by) and the method and status.
+    samples = [s for s in families["mlflow_http_request"].samples if s.name == "mlflow_http_request_total"]
+    assert any(s.labels.get("method") == "POST" and s.labels.get("status") == "200" for s in samples), samples
+    # Another Host than the allowed ones is refused: /metrics stays behind the Host check.
+    refused = requests.get(f"{day_two.url}/metrics", headers={"Host": "evil.example:80"}, timeout=30)
+    assert refused.status_code == 403, refused.status_code
+
+
+@DAY_TWO
+def test_check_mode_creates_nothing(day_two, k8s) -> None:
+    from kubernetes import client
+
+    ns = day_two.namespace
+    before = client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", ns)
+    backups = day_two.backups()
+    with Recorder(day_two.kubeconfig, ns) as recorder:
+        restore = day_two.play("playbooks/restore.yml", check=True)
+        upgrade = day_two.play("playbooks/upgrade.yml", check=True, mlflow_server_version=NEW_VERSION)
+        time.sleep(1)
+    assert restore.rc == 0, restore.summary()
+    assert upgrade.rc == 0, upgrade.summary()
+    assert recorder.jobs == {}, sorted(recorder.jobs)
+    assert all(s[0] == 1 and s[3] == OLD_IMAGE for s in recorder.states), recorder.states
+    assert day_two.backups() == backups
+    planned = "Show the Job check mode would run"
+    plans = [str(t.result.get("msg")) for t in restore.tasks + upgrade.tasks if t.name.endswith(planned)]
+    assert any(f"would run Job {ns}/mlflow-postgresql-check (check, then artifacts)" in p for p in plans), plans
+    assert any("mlflow-postgresql-restore (restore, then artifacts)" in p for p in plans), plans
+    assert any("mlflow-postgresql-backup (backup, then artifacts)" in p for p in plans), plans
+    assert any("mlflow-server-db-upgrade" in p for p in plans), plans
+    assert any("Check mode: mlflow_server would apply" in str(t.result.get("msg")) for t in upgrade.tasks)
+    after = client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", ns)
+    assert after.metadata.generation == before.metadata.generation
+
+
+# -- then the ones that change data -----------------------------------------------------------
+
+
+@DAY_TWO
+def test_gc_cronjob_deletes_a_deleted_run_for_good(day_two) -> None:
+    from mlflow.exceptions import MlflowException
+
+    mlflow = day_two.client()
+    experiment = mlflow.create_experiment(f"{EXPERIMENT}-gc")
+    doomed, kept = log_runs(mlflow, experiment, 2, "gc")
+    artifacts = day_two.host_dir("mlflow-artifacts")
+    assert list(artifacts.rglob(f"{doomed}/artifacts/notes/readme.txt")), "the artifact is not on the volume"
+    mlflow.delete_run(doomed)
+    assert mlflow.get_run(doomed).info.lifecycle_stage == "deleted"  # only marked
+    time.sleep(2)  # older than the CronJob's --older-than 1s
+
+    state, logs = run_cronjob(day_two, "mlflow-server-gc", "mlflow-server-gc-now")
+    assert state == "Complete", logs
+    assert f"Run with ID {doomed} has been permanently deleted." in logs["gc"], logs
+    assert kept not in logs["gc"]
+    with pytest.raises(MlflowException) as gone:
+        mlflow.get_run(doomed)
+    assert gone.value.error_code == "RESOURCE_DOES_NOT_EXIST", gone.value
+    assert not list(artifacts.rglob(f"{doomed}/artifacts/notes/readme.txt")), "gc left the artifact"
+    assert mlflow.get_run(kept).info.lifecycle_stage == "active"
+    assert mlflow.download_artifacts(kept, "notes/readme.txt") and list(artifacts.rglob(f"{kept}/artifacts/notes"))
+
+
+@DAY_TWO
+def test_backup_cronjob_then_restore_brings_the_data_back(day_two, k8s) -> None:
+    ns = day_two.namespace
+    mlflow = day_two.client()
+    experiment = mlflow.create_experiment(f"{EXPERIMENT}-restore")
+    first_run, second_run = log_runs(mlflow, experiment, 2, "restore")
+    at_dump = snapshot(mlflow, [experiment])
+
+    # The CronJob's pod, as its schedule would start it: the dump, then the archive beside it.
+    state, logs = run_cronjob(day_two, "mlflow-postgresql-backup", "mlflow-postgresql-backup-now")
+    assert state == "Complete", logs
+    dump = re.search(r"backup-file=(\S+)", logs["backup"]).group(1)
+    archive = re.search(r"artifacts-file=(\S+)", logs["artifacts"]).group(1)
+    assert DUMP_NAME.match(dump), dump
+    assert archive == dump.replace(".dump", ".artifacts.tar.gz"), (dump, archive)
+    assert {dump, archive} <= day_two.backups(), day_two.backups()
+
+    # The data changes after the dump: a run deleted, one logged, an artifact overwritten.
+    mlflow.delete_run(first_run)
+    later = log_runs(mlflow, experiment, 1, "after-dump")[0]
+    mlflow.log_text(second_run, "overwritten after the dump\n", "notes/readme.txt")
+    assert snapshot(mlflow, [experiment]) != at_dump
+
+    result, recorder, seconds = recorded(day_two, "playbooks/restore.yml", database_restore_file=dump)
     assert result.rc == 0, result.summary()
+    print(f"\n[day two] restore.yml of {dump} took {seconds:.0f} s")
     states = recorder.states
     check = first(states, lambda s: "mlflow-postgresql-check" in s[2])
     down = first(states, lambda s: s[0] == 0)
@@ -172,105 +477,158 @@ def test_restore_checks_then_scales_down_restores_and_scales_back(
     assert states[check][0] == 1, states  # checked while the server still served
     assert check < down <= gone < restore < back, states
     assert all(s[1] == 0 for s in states[gone : restore + 1]), states
-    assert all("mlflow-postgresql-restore" not in s[2] for s in states[back:][-1:]), states  # removed after
+    assert "mlflow-postgresql-restore" not in states[-1][2], states  # removed after
+    assert states[-1][0] == 1, states
     # The database first (init container), then the archive into the artifacts claim, read-write,
     # with the server's group (no regrouping of its files); the backup claim read-only.
     pod = recorder.jobs["mlflow-postgresql-restore"].spec.template.spec
     assert [c.name for c in pod.init_containers] == ["restore"]
     assert pod.containers[0].command == ["/bin/sh", "/scripts/artifacts.sh", "restore"]
     volumes = {v.name: v for v in pod.volumes}
-    assert volumes["artifacts"].persistent_volume_claim.read_only is False
+    assert not volumes["artifacts"].persistent_volume_claim.read_only  # false: the API server omits it
     assert volumes["backup"].persistent_volume_claim.read_only is True
     assert pod.security_context.fs_group == 1000
-    check = recorder.jobs["mlflow-postgresql-check"].spec.template.spec
-    assert "artifacts" not in {v.name for v in check.volumes}  # the check reads the backup volume only
-    assert f"Restoring {DUMP}" in str(result.task("Show what the restore replaces").result)
-    assert ARCHIVE in str(result.task("Show what the restore replaces").result)
+    checked = recorder.jobs["mlflow-postgresql-check"].spec.template.spec
+    assert "artifacts" not in {v.name for v in checked.volumes}  # the check reads the backup volume only
+    shown = str(result.task("Show what the restore replaces").result)
+    assert f"Restoring {dump}" in shown and archive in shown, shown
+    # The read-back of restore.yml counted what the restore Job counted.
+    assert runs_read_back(result) >= 2
 
+    # Back as at the dump: the deleted run active again, the later one gone, the artifact's text.
+    assert snapshot(mlflow, [experiment]) == at_dump
+    assert later not in at_dump
+    assert mlflow.get_run(first_run).info.lifecycle_stage == "active"
+    text = Path(mlflow.download_artifacts(second_run, "notes/readme.txt")).read_text(encoding="utf-8")
+    assert text == "restore run 1\n", text
 
-def test_restore_of_the_database_alone_leaves_the_artifacts(backup_site, playbook, kubelet, k8s, namespace) -> None:
-    kubelet.outcome("mlflow-postgresql-check", log=f"restore-file={DUMP}\n")
-    kubelet.outcome("mlflow-postgresql-restore", log=f"restore-file={DUMP}\nrestored-runs=3\n")
-    result, recorder = _recorded(
-        playbook, k8s, namespace, "playbooks/restore.yml", backup_site, database_restore_artifacts=False
+    # A dump that is not there: the check fails, nothing is scaled, no restore Job.
+    missing = "mlflow-postgresql-20990101T000000Z.dump"
+    refused, recorder, _unused = recorded(day_two, "playbooks/restore.yml", database_restore_file=missing)
+    assert refused.rc != 0
+    failure = refused.failed_tasks()[0]
+    assert "does not exist" in failure.msg and dump in failure.msg, failure.msg
+    assert all(s[0] == 1 for s in recorder.states), recorder.states
+    assert all("mlflow-postgresql-restore" not in s[2] for s in recorder.states), recorder.states
+    assert snapshot(mlflow, [experiment]) == at_dump
+
+    # The same dump again, the database alone: the same content, the artifacts not touched,
+    # nothing changed but its Jobs and the scale down and up.
+    mlflow.log_text(second_run, "changed after the restore\n", "notes/readme.txt")
+    mlflow.delete_run(first_run)
+    again, recorder, _unused = recorded(
+        day_two, "playbooks/restore.yml", database_restore_file=dump, database_restore_artifacts=False
     )
-    assert result.rc == 0, result.summary()
+    assert again.rc == 0, again.summary()
+    assert {t.name for t in again.changed_tasks()} <= JOB_TASKS | {SCALE_TASK}, again.summary()
+    assert {t.name for t in result.changed_tasks()} <= JOB_TASKS | {SCALE_TASK}, result.summary()
     pod = recorder.jobs["mlflow-postgresql-restore"].spec.template.spec
     assert not pod.init_containers and [c.name for c in pod.containers] == ["restore"]
     assert "artifacts" not in {v.name for v in pod.volumes}
-    assert "the artifacts volume is not touched" in str(result.task("Show what the restore replaces").result)
+    assert "the artifacts volume is not touched" in str(again.task("Show what the restore replaces").result)
+    assert snapshot(mlflow, [experiment]) == at_dump
+    text = Path(mlflow.download_artifacts(second_run, "notes/readme.txt")).read_text(encoding="utf-8")
+    assert text == "changed after the restore\n", text  # the artifacts volume was left alone
+    from kubernetes import client
+
+    assert client.BatchV1Api(k8s).list_namespaced_job(ns).items == []
 
 
-def test_restore_of_a_missing_dump_touches_nothing(backup_site, playbook, kubelet, k8s, namespace) -> None:
-    kubelet.outcome(
-        "mlflow-postgresql-check",
-        "fail",
-        log="ERROR: /backup/mlflow-postgresql-20990101T000000Z.dump does not exist; dumps there: \n",
-    )
-    result, recorder = _recorded(
-        playbook,
-        k8s,
-        namespace,
-        "playbooks/restore.yml",
-        backup_site,
-        database_restore_file="mlflow-postgresql-20990101T000000Z.dump",
-    )
-    assert result.rc != 0
-    failure = result.failed_tasks()[0]
-    assert "does not exist" in failure.msg, failure.msg
-    assert all(s[0] == 1 for s in recorder.states), recorder.states
-    assert all("mlflow-postgresql-restore" not in s[2] for s in recorder.states), recorder.states
+# -- the upgrade, and what comes after it -------------------------------------------------------
 
 
-NEW_IMAGE = "ghcr.io/mlflow/mlflow:v3.18.0-full"
-BACKUP_LOG = {"backup": f"backup-file={DUMP} kept=1\n", "artifacts": f"artifacts-file={ARCHIVE} kept=1\n"}
+@DAY_TWO
+def test_upgrade_backs_up_then_migrates_once_before_the_rollout(day_two, k8s) -> None:
+    from kubernetes import client
 
+    ns = day_two.namespace
+    mlflow = day_two.client()
+    experiment = mlflow.create_experiment(f"{EXPERIMENT}-upgrade")
+    log_runs(mlflow, experiment, 3, "upgrade")
+    mine = [e.experiment_id for e in mlflow.search_experiments() if e.name.startswith(EXPERIMENT)]
+    before = snapshot(mlflow, mine)
+    assert len(before) >= 3
+    backups = day_two.backups()
+    sts = client.AppsV1Api(k8s).read_namespaced_stateful_set("mlflow-postgresql", ns)
 
-def test_upgrade_backs_up_then_migrates_once_before_the_rollout(backup_site, playbook, kubelet, k8s, namespace) -> None:
-    kubelet.outcome("mlflow-postgresql-backup", log=BACKUP_LOG)
-    kubelet.outcome("mlflow-server-db-upgrade", delay=1.0, log="INFO  [alembic.runtime.migration] Running upgrade\n")
-    result, recorder = _recorded(
-        playbook, k8s, namespace, "playbooks/upgrade.yml", backup_site, mlflow_server_image=NEW_IMAGE
-    )
+    site = {k: v for k, v in day_two.site.items() if k != "mlflow_server_version"}  # the default
+    day_two.site = site
+    result, recorder, seconds = recorded(day_two, "playbooks/upgrade.yml", probe=True)
     assert result.rc == 0, result.summary()
+    print(f"\n[day two] upgrade.yml {OLD_VERSION} -> {NEW_VERSION} took {seconds:.0f} s")
     states = recorder.states
     backup = first(states, lambda s: "mlflow-postgresql-backup" in s[2])
     migration = first(states, lambda s: "mlflow-server-db-upgrade" in s[2])
     migrated = first(states[migration:], lambda s: "mlflow-server-db-upgrade" not in s[2]) + migration
     rolled = first(states, lambda s: s[3] == NEW_IMAGE)
     assert backup < migration < migrated <= rolled, states
-    assert all(s[3] != NEW_IMAGE for s in states[:migrated]), states  # old pods served during the migration
+    assert all(s[3] == OLD_IMAGE for s in states[:migrated]), states
+    # The old pods answered all through the migration, and were the ones answering.
+    assert all(s[4] == OLD_VERSION for s in states[migration:migrated]), states[migration:migrated]
     assert states[-1][3] == NEW_IMAGE and states[-1][0] == 1, states
-    assert "Backup taken: mlflow-postgresql-20260101T021700Z.dump" in str(
-        result.task("Show the backup to restore from if the upgrade goes wrong").result
+    assert server_version(day_two.url) == NEW_VERSION
+    assert snapshot(mlflow, mine) == before  # every run, param, metric and history logged by 3.17.2
+    job = recorder.jobs["mlflow-server-db-upgrade"].spec.template.spec
+    assert job.containers[0].image == NEW_IMAGE
+    shown = result.task("Show the backup to restore from if the upgrade goes wrong").msg
+    taken = re.search(r"Backup taken: (\S+)", shown).group(1)
+    assert DUMP_NAME.match(taken) and taken not in backups and taken in day_two.backups(), (shown, backups)
+    assert f"database_restore_file={taken}" in shown
+    # The database was not touched; the runs were counted before and read back after.
+    now = client.AppsV1Api(k8s).read_namespaced_stateful_set("mlflow-postgresql", ns)
+    assert now.metadata.generation == sts.metadata.generation
+    assert runs_read_back(result) >= 3
+    gc = client.BatchV1Api(k8s).read_namespaced_cron_job("mlflow-server-gc", ns)
+    assert gc.spec.job_template.spec.template.spec.containers[0].image == NEW_IMAGE
+
+    # Again with nothing new: a backup and a migration that finds the schema at head, nothing else.
+    deployment = client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", ns)
+    again = day_two.play("playbooks/upgrade.yml", mlflow_server_smoke=False)
+    assert again.rc == 0, again.summary()
+    assert {t.name for t in again.changed_tasks()} <= JOB_TASKS, again.summary()
+    assert client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", ns).metadata.generation == (
+        deployment.metadata.generation
+    )
+    assert client.AppsV1Api(k8s).read_namespaced_stateful_set("mlflow-postgresql", ns).metadata.generation == (
+        sts.metadata.generation
     )
 
 
-def test_failed_migration_leaves_the_old_pods_serving(backup_site, playbook, kubelet, k8s, namespace) -> None:
+@DAY_TWO
+def test_failed_migration_leaves_the_old_pods_serving(day_two, k8s) -> None:
+    """Back to 3.17.2 after the upgrade: its `mlflow db upgrade` cannot find the revisions 3.18.0
+    added, so the migration Job fails for real; the 3.18.0 pods keep serving."""
     from kubernetes import client
 
-    kubelet.outcome("mlflow-postgresql-backup", log=BACKUP_LOG)
-    kubelet.outcome("mlflow-server-db-upgrade", "fail", log="alembic.util.exc.CommandError: Can't locate revision\n")
-    old = client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", namespace)
-    result = playbook(
-        "playbooks/upgrade.yml",
-        inventory=inventory(),
-        extra_vars={**backup_site, "mlflow_server_image": NEW_IMAGE, "mlflow_server_smoke": False},
-    )
+    ns = day_two.namespace
+    apps = client.AppsV1Api(k8s)
+    old = apps.read_namespaced_deployment("mlflow-server", ns)
+    assert old.spec.template.spec.containers[0].image == NEW_IMAGE, "runs after the upgrade"
+    backups = day_two.backups()
+    result = day_two.play("playbooks/upgrade.yml", mlflow_server_version=OLD_VERSION, mlflow_server_smoke=False)
     assert result.rc != 0
     message = result.failed_tasks()[0].msg
     assert "old pods keep serving" in message, message
-    assert "database_restore_file=mlflow-postgresql-20260101T021700Z.dump" in message, message
     assert "Can't locate revision" in message, message
-    now = client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", namespace)
-    assert now.spec.template.spec.containers[0].image == old.spec.template.spec.containers[0].image
+    dump = re.search(r"database_restore_file=(\S+)", message).group(1)
+    assert DUMP_NAME.match(dump) and dump not in backups and dump in day_two.backups(), (message, backups)
+    now = apps.read_namespaced_deployment("mlflow-server", ns)
+    assert now.spec.template.spec.containers[0].image == NEW_IMAGE
     assert now.metadata.generation == old.metadata.generation
+    assert now.status.ready_replicas == 1
+    assert server_version(day_two.url) == NEW_VERSION
+    assert client.BatchV1Api(k8s).list_namespaced_job(ns).items == []
+
+
+@DAY_TWO
+def test_postgresql_minor_upgrade_rolls_and_major_is_refused(day_two, k8s) -> None:
+    assert_minor_rolls_major_refused(day_two, k8s, "postgresql")
 
 
 DATABASE_IMAGES = {
     "postgresql": (
         ("docker.io/library/postgres:17.6-bookworm", True),
-        ("docker.io/library/postgres:17.7-bookworm", True),
+        ("docker.io/library/postgres:17.7-bookworm", True),  # tests/rig/aliases: the same server
         ("docker.io/library/postgres:18.1-bookworm", False),
     ),
     # MySQL's major version is its release series: 8.4.x -> 8.4.y rolls, 9.x is refused.
@@ -282,135 +640,63 @@ DATABASE_IMAGES = {
 }
 
 
-@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
-def test_database_minor_upgrade_rolls_and_major_is_refused(
-    engine,
-    playbook,
-    site_vars,  # noqa: F811
-    kubelet,
-    k8s,
-    namespace,
-) -> None:
+def assert_minor_rolls_major_refused(platform: DayTwo, k8s, engine: str) -> None:
+    """site.yml's database part with each image in turn: the minor one rolls the StatefulSet to a
+    new pod that is Ready on the same claim, volume and credentials; the major one is refused."""
     from kubernetes import client
 
-    core = client.CoreV1Api(k8s)  # noqa: F811
-    extra = {**site_vars, "mlflow_server_smoke": False, "database_engine": engine}
-    if engine == "mysql":
-        # And the backup CronJob on a ReadWriteOnce artifacts claim: on the server pods' node.
-        extra.update(database_backup_enabled=True, storage_artifacts_access_modes=["ReadWriteOnce"])
+    core, apps = client.CoreV1Api(k8s), client.AppsV1Api(k8s)
+    ns = platform.namespace
     images = DATABASE_IMAGES[engine]
     claim = secret = None
-    try:
-        for image, ok in images:
-            result = playbook(
-                "playbooks/site.yml",
-                inventory=inventory(),
-                extra_vars={**extra, f"database_{engine}_image": image},
-                tags=["cluster", "storage", "database"],
-            )
-            sts = client.AppsV1Api(k8s).read_namespaced_stateful_set(f"mlflow-{engine}", namespace)
-            running = sts.spec.template.spec.containers[0].image
-            if ok:
-                assert result.rc == 0, result.summary()
-                assert running == image
-            else:
-                assert result.rc != 0
-                message = result.failed_tasks()[0].msg
-                major = image.rsplit(":", 1)[1].rsplit(".", 1)[0] if engine == "mysql" else image.split(":")[1][:2]
-                assert f"major version {major}" in message and "playbooks/restore.yml" in message, message
-                assert running == images[1][0]
-            # The data stays: the same claim on the same volume, the same credentials.
-            pvc = core.read_namespaced_persistent_volume_claim("mlflow-database", namespace)
-            creds = core.read_namespaced_secret("mlflow-database-credentials", namespace)
-            now = (pvc.metadata.uid, pvc.spec.volume_name), (creds.metadata.uid, creds.data["password"])
-            claim, secret = (now[0], now[1]) if claim is None else (claim, secret)
-            assert (now[0], now[1]) == (claim, secret)
-        if engine == "mysql":
-            pod = client.BatchV1Api(k8s).read_namespaced_cron_job("mlflow-mysql-backup", namespace)
-            affinity = pod.spec.job_template.spec.template.spec.affinity.pod_affinity
-            term = affinity.required_during_scheduling_ignored_during_execution[0]
-            assert term.label_selector.match_labels == {"app.kubernetes.io/name": "mlflow-server"}
-            assert term.topology_key == "kubernetes.io/hostname"
-    finally:
-        done = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**extra, "purge": True})
-        assert done.rc == 0, done.summary()
-
-
-JOB_TASKS = {"mlops.mlflow_k8s.cluster : Start the Job", "mlops.mlflow_k8s.cluster : Remove the Job"}
-
-
-def test_check_mode_creates_nothing_and_reruns_change_only_their_jobs(
-    backup_site, playbook, kubelet, k8s, namespace
-) -> None:
-    from kubernetes import client
-
-    apps = client.AppsV1Api(k8s)  # noqa: F811
-    kubelet.outcome("mlflow-postgresql-backup", log=BACKUP_LOG)
-    restore_logs = {
-        "mlflow-postgresql-check": {"check": f"restore-file={DUMP}\n", "artifacts": f"artifacts-file={ARCHIVE}\n"},
-        "mlflow-postgresql-restore": {
-            "restore": f"restore-file={DUMP}\nrestored-runs=3\n",
-            "artifacts": f"artifacts-file={ARCHIVE}\nrestored-artifacts=12\n",
-        },
-    }
-    for job, log in restore_logs.items():
-        kubelet.outcome(job, log=log)
-    before = apps.read_namespaced_deployment("mlflow-server", namespace)
-    sts = apps.read_namespaced_stateful_set("mlflow-postgresql", namespace)
-    plain = {**backup_site, "mlflow_server_smoke": False}
-
-    # Check mode: exit 0, the plan printed, nothing created or scaled.
-    with Recorder(k8s, namespace) as recorder:
-        restore = playbook("playbooks/restore.yml", inventory=inventory(), extra_vars=plain, check=True)
-        upgrade = playbook(
-            "playbooks/upgrade.yml",
-            inventory=inventory(),
-            extra_vars={**plain, "mlflow_server_image": NEW_IMAGE},
-            check=True,
+    for image, ok in images:
+        pod_before = core.read_namespaced_pod(f"mlflow-{engine}-0", ns).metadata.uid
+        result = platform.play(
+            "playbooks/site.yml",
+            tags=["cluster", "storage", "database"],
+            mlflow_server_smoke=False,
+            **{f"database_{engine}_image": image},
         )
-        time.sleep(0.3)
-    assert restore.rc == 0, restore.summary()
-    assert upgrade.rc == 0, upgrade.summary()
-    assert recorder.jobs == {}, sorted(recorder.jobs)
-    assert all(s[0] == 1 and s[3] == before.spec.template.spec.containers[0].image for s in recorder.states)
-    planned = "Show the Job check mode would run"
-    plans = [str(t.result.get("msg")) for t in restore.tasks + upgrade.tasks if t.name.endswith(planned)]
-    assert any(f"would run Job {namespace}/mlflow-postgresql-check (check, then artifacts)" in p for p in plans), plans
-    assert any("mlflow-postgresql-restore (restore, then artifacts)" in p for p in plans), plans
-    assert any("mlflow-postgresql-backup (backup, then artifacts)" in p for p in plans), plans
-    assert any("mlflow-server-db-upgrade" in p for p in plans), plans
-    assert any("Check mode: mlflow_server would apply" in str(t.result.get("msg")) for t in upgrade.tasks)
-
-    # An upgrade with nothing new: its backup and migration Jobs run and go; nothing else changes.
-    kubelet.outcome("mlflow-server-db-upgrade", log="INFO  [alembic.runtime.migration] Context impl\n")
-    again = playbook("playbooks/upgrade.yml", inventory=inventory(), extra_vars=plain)
-    assert again.rc == 0, again.summary()
-    assert {t.name for t in again.changed_tasks()} <= JOB_TASKS, again.summary()
-    after = apps.read_namespaced_deployment("mlflow-server", namespace)
-    assert after.metadata.generation == before.metadata.generation
-    now = apps.read_namespaced_stateful_set("mlflow-postgresql", namespace)
-    assert now.metadata.generation == sts.metadata.generation
-
-    # Restore replaces data by nature; run twice with the same dump, it does the same thing and
-    # ends in the same state: the same dump and archive loaded, the server back at its replicas,
-    # and nothing changed but its Jobs and the scale down and up.
-    runs = [playbook("playbooks/restore.yml", inventory=inventory(), extra_vars=plain) for attempt in (1, 2)]
-    scale = "mlops.mlflow_k8s.mlflow_server : Scale the Deployment"
-    for run in runs:
-        assert run.rc == 0, run.summary()
-        assert {t.name for t in run.changed_tasks()} <= JOB_TASKS | {scale}, run.summary()
-        assert DUMP in str(run.task("Show what the restore replaces").result)
-    first_changes, second_changes = ([t.name for t in r.changed_tasks()] for r in runs)
-    assert sorted(first_changes) == sorted(second_changes)
-    assert apps.read_namespaced_deployment("mlflow-server", namespace).spec.replicas == 1
-    assert client.BatchV1Api(k8s).list_namespaced_job(namespace).items == []
+        sts = apps.read_namespaced_stateful_set(f"mlflow-{engine}", ns)
+        running = sts.spec.template.spec.containers[0].image
+        pod = core.read_namespaced_pod(f"mlflow-{engine}-0", ns)
+        if ok:
+            assert result.rc == 0, result.summary()
+            assert running == image
+            assert pod.spec.containers[0].image == image and pod.status.container_statuses[0].ready, pod.status
+            if image != images[0][0]:
+                assert pod.metadata.uid != pod_before, "the StatefulSet did not roll"
+        else:
+            assert result.rc != 0
+            message = result.failed_tasks()[0].msg
+            major = image.rsplit(":", 1)[1].rsplit(".", 1)[0] if engine == "mysql" else image.split(":")[1][:2]
+            assert f"major version {major}" in message and "playbooks/restore.yml" in message, message
+            assert running == images[1][0]
+            assert pod.metadata.uid == pod_before
+        # The data stays: the same claim on the same volume, the same credentials.
+        pvc = core.read_namespaced_persistent_volume_claim("mlflow-database", ns)
+        creds = core.read_namespaced_secret("mlflow-database-credentials", ns)
+        now = (pvc.metadata.uid, pvc.spec.volume_name), (creds.metadata.uid, creds.data["password"])
+        claim, secret = (now[0], now[1]) if claim is None else (claim, secret)
+        assert (now[0], now[1]) == (claim, secret)
+    # And the server still reads its runs from the rolled database.
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            platform.client().search_experiments()
+            break
+        except Exception:  # noqa: BLE001 - the server reconnects to the new database pod
+            assert time.monotonic() < deadline, "the server does not read the rolled database"
+            time.sleep(3)
 
 
-def test_teardown_removes_the_day_two_objects_and_keeps_the_data(backup_site, playbook, k8s, namespace) -> None:
+@DAY_TWO
+def test_teardown_removes_the_day_two_objects_and_keeps_the_data(day_two, k8s) -> None:
     from kubernetes import client
 
-    batch, core = client.BatchV1Api(k8s), client.CoreV1Api(k8s)  # noqa: F811
-    server = client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", namespace)
+    ns = day_two.namespace
+    batch, core = client.BatchV1Api(k8s), client.CoreV1Api(k8s)
+    server = client.AppsV1Api(k8s).read_namespaced_deployment("mlflow-server", ns)
     # A migration Job left by an upgrade that was stopped: the labels its template gives it.
     leftover = {
         "apiVersion": "batch/v1",
@@ -422,19 +708,26 @@ def test_teardown_removes_the_day_two_objects_and_keeps_the_data(backup_site, pl
         "spec": {
             "template": {
                 "metadata": {"labels": {"app.kubernetes.io/name": "mlflow-db-upgrade"}},
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "db-upgrade", "image": NEW_IMAGE}]},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "db-upgrade", "image": "busybox:1.37.0", "command": ["sleep", "600"]}],
+                },
             }
         },
     }
-    batch.create_namespaced_job(namespace, leftover)
-    kept = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=backup_site)
+    batch.create_namespaced_job(ns, leftover)
+    dumps = day_two.backups()
+    kept = day_two.play("playbooks/teardown.yml")
     assert kept.rc == 0, kept.summary()
-    assert [c.metadata.name for c in batch.list_namespaced_cron_job(namespace).items] == []
-    assert [j.metadata.name for j in batch.list_namespaced_job(namespace).items] == []
-    claims = {c.metadata.name for c in core.list_namespaced_persistent_volume_claim(namespace).items}
+    assert [c.metadata.name for c in batch.list_namespaced_cron_job(ns).items] == []
+    assert [j.metadata.name for j in batch.list_namespaced_job(ns).items] == []
+    claims = {c.metadata.name for c in core.list_namespaced_persistent_volume_claim(ns).items}
     assert {"mlflow-database", "mlflow-artifacts", "mlflow-database-backup"} <= claims, claims
-    assert "mlflow-database-credentials" in {s.metadata.name for s in core.list_namespaced_secret(namespace).items}
+    assert "mlflow-database-credentials" in {s.metadata.name for s in core.list_namespaced_secret(ns).items}
+    assert day_two.backups() == dumps and any(DUMP_NAME.match(d) for d in dumps)
 
+
+# -- on platforms of their own ------------------------------------------------------------------
 
 SERVICEMONITOR_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -474,8 +767,6 @@ def _metrics_play(namespace):
 
 
 def test_servicemonitor_only_with_its_crd(playbook, dyn, namespace) -> None:
-    import os
-
     from kubernetes.dynamic.exceptions import NotFoundError
 
     crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
@@ -491,18 +782,26 @@ def test_servicemonitor_only_with_its_crd(playbook, dyn, namespace) -> None:
 
     crds.create(body=SERVICEMONITOR_CRD)
     try:
+        # The API serves the new kind once the CRD is Established.
+        watch_until(
+            dyn,
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            "servicemonitors.monitoring.coreos.com",
+            lambda o: any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in ((o or {}).get("status") or {}).get("conditions") or []
+            ),
+            timeout=60,
+        )
         with_crd = playbook(_metrics_play(namespace))
-        applied = with_crd.task("Apply the ServiceMonitor")
-        assert not applied.skipped
-        if os.environ.get("MLFLOW_K8S_STANDIN") == "1":
-            # The stand-in stores CRDs but serves no custom resources: the apply was attempted
-            # (the CRD was found), and failed only for that (docs/testing-cluster-standin.md).
-            assert applied.failed
-        else:
-            assert with_crd.rc == 0, with_crd.summary()
-            monitors = dyn.resources.get(api_version="monitoring.coreos.com/v1", kind="ServiceMonitor")
-            monitor = monitors.get(name="mlflow-server", namespace=namespace)
-            assert monitor.spec.endpoints[0].port == "http"
+        assert with_crd.rc == 0, with_crd.summary()
+        assert not with_crd.task("Apply the ServiceMonitor").skipped
+        dyn.resources.invalidate_cache()
+        monitors = dyn.resources.get(api_version="monitoring.coreos.com/v1", kind="ServiceMonitor")
+        monitor = monitors.get(name="mlflow-server", namespace=namespace)
+        assert monitor.spec.endpoints[0].port == "http"
     finally:
         crds.delete(name="servicemonitors.monitoring.coreos.com")
 
@@ -524,40 +823,56 @@ def _backup_now_play(extra: dict) -> list[dict]:
     ]
 
 
-def test_backup_on_a_rwo_artifacts_claim_needs_the_server(playbook, site_vars, kubelet, k8s, namespace) -> None:  # noqa: F811
-    """A ReadWriteOnce artifacts claim (a Longhorn volume is attached to one node): the backup pod
-    is bound to the node of a running server pod, and cannot be scheduled while none runs."""
+def test_mysql_backup_on_a_rwo_artifacts_claim_needs_the_server_and_minor_upgrade_rolls(
+    kubeconfig, k8s, dyn, node_name, node_address, tmp_path
+) -> None:
+    """MySQL (MariaDB here) with a ReadWriteOnce artifacts claim (a Longhorn volume is attached
+    to one node): the backup pod is bound to the node of a running server pod and writes a real
+    dump and archive; with no server pod it cannot be scheduled. Then MySQL's minor roll and the
+    refused major version."""
     from kubernetes import client
 
-    apps, core = client.AppsV1Api(k8s), client.CoreV1Api(k8s)  # noqa: F811
-    extra = {
-        **site_vars,
-        "mlflow_server_smoke": False,
-        "mlflow_server_gc_enabled": False,
-        "database_backup_enabled": True,
-        "storage_artifacts_access_modes": ["ReadWriteOnce"],
-    }
-    try:
-        site = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=extra)
-        assert site.rc == 0, site.summary()
-        kubelet.outcome("mlflow-postgresql-backup", log=BACKUP_LOG)
-        # With the server running, the backup pod finds its node.
-        taken = playbook(_backup_now_play({}), extra_vars=extra)
-        assert taken.rc == 0, taken.summary()
-        assert (
-            taken.task("Hand on what the Job did").result["ansible_facts"]["database_backup_job_artifacts_file"]
-            == ARCHIVE
+    apps, core = client.AppsV1Api(k8s), client.CoreV1Api(k8s)
+    with fresh_namespace(dyn, "day-two-mysql") as ns:
+        port = node_port_for(ns)
+        site = site_vars_for(kubeconfig, ns, node_name, tmp_path / "volumes", port)
+        site.update(
+            SMALL,
+            database_engine="mysql",
+            database_backup_enabled=True,
+            storage_artifacts_access_modes=["ReadWriteOnce"],
         )
+        platform = DayTwo(kubeconfig, k8s, dyn, ns, site, f"http://{node_address}:{port}")
+        try:
+            converged = _converge(kubeconfig, ns, site)
+            assert converged.rc == 0, converged.summary()
+            cronjob = client.BatchV1Api(k8s).read_namespaced_cron_job("mlflow-mysql-backup", ns)
+            term = cronjob.spec.job_template.spec.template.spec.affinity.pod_affinity
+            term = term.required_during_scheduling_ignored_during_execution[0]
+            assert term.label_selector.match_labels == {"app.kubernetes.io/name": "mlflow-server"}
+            assert term.topology_key == "kubernetes.io/hostname"
 
-        apps.patch_namespaced_deployment_scale("mlflow-server", namespace, {"spec": {"replicas": 0}})
-        watch_gone = time.monotonic() + 60
-        while core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=mlflow-server").items:
-            assert time.monotonic() < watch_gone, "the server pods did not go"
-            time.sleep(0.5)
-        waiting = playbook(_backup_now_play({"database_backup_wait_timeout": 30}), extra_vars=extra)
-        assert waiting.rc != 0
-        message = waiting.failed_tasks()[0].msg
-        assert "pod affinity" in message, message
-    finally:
-        done = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**extra, "purge": True})
-        assert done.rc == 0, done.summary()
+            # With the server running, the backup pod finds its node and writes both files.
+            taken = platform.play(_backup_now_play({}))
+            assert taken.rc == 0, taken.summary()
+            facts = taken.task("Hand on what the Job did").result["ansible_facts"]
+            dump, archive = facts["database_backup_job_file"], facts["database_backup_job_artifacts_file"]
+            assert re.match(r"^mlflow-mysql-\d{8}T\d{6}Z\.sql\.gz$", dump), dump
+            assert archive == dump.replace(".sql.gz", ".artifacts.tar.gz"), (dump, archive)
+            assert {dump, archive} <= platform.backups(), platform.backups()
+
+            apps.patch_namespaced_deployment_scale("mlflow-server", ns, {"spec": {"replicas": 0}})
+            deadline = time.monotonic() + WAIT_TIMEOUT
+            while core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/name=mlflow-server").items:
+                assert time.monotonic() < deadline, "the server pods did not go"
+                time.sleep(1)
+            waiting = platform.play(_backup_now_play({"database_backup_wait_timeout": 30}))
+            assert waiting.rc != 0
+            message = waiting.failed_tasks()[0].msg
+            assert "pod affinity" in message, message
+            assert platform.backups() == {dump, archive}
+            apps.patch_namespaced_deployment_scale("mlflow-server", ns, {"spec": {"replicas": 1}})
+
+            assert_minor_rolls_major_refused(platform, k8s, "mysql")
+        finally:
+            _purge(kubeconfig, site)

@@ -56,13 +56,14 @@ def purge_afterwards(playbook, site_vars):
     assert result.rc == 0, result.summary()
 
 
-def test_site_converges_rolls_out_reruns_unchanged_and_teardown_keeps_data(
-    playbook, site_vars, namespace, core, apps, k8s, purge_afterwards
-):
-    from kubernetes.client.exceptions import ApiException
-
+def test_the_converged_platform_has_its_shape_and_reconverges_unchanged(platform, playbook, core, apps, k8s):
+    """The shared platform, converged by site.yml (fixture ``platform``): what the roles promise,
+    read back; a second site.yml, and one in check mode, change nothing."""
+    namespace, site_vars = platform.namespace, platform.site_vars
     first = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=site_vars)
     assert first.rc == 0, first.summary()
+    assert first.changed_tasks() == [], first.summary()
+    assert first.changed == 0, first.summary()
 
     # The server: rolled out, with the backend URI only as a secretKeyRef.
     deployment = apps.read_namespaced_deployment("mlflow-server", namespace)
@@ -98,16 +99,19 @@ def test_site_converges_rolls_out_reruns_unchanged_and_teardown_keeps_data(
     assert f"http://mlflow-server.{namespace}.svc.cluster.local:5000" in summary
     assert "playbooks/run_project.yml" in summary
 
-    # Converged: a second run changes nothing, task by task.
-    second = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=site_vars)
-    assert second.rc == 0, second.summary()
-    assert second.changed_tasks() == [], second.summary()
-    assert second.changed == 0, second.summary()
-
     # Check mode on the converged platform: nothing to change either.
     checked = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=site_vars, check=True)
     assert checked.rc == 0, checked.summary()
     assert checked.changed == 0, checked.summary()
+
+
+def test_a_new_password_rolls_the_server_and_teardown_keeps_the_data(
+    playbook, site_vars, namespace, core, apps, purge_afterwards
+):
+    from kubernetes.client.exceptions import ApiException
+
+    first = playbook("playbooks/site.yml", inventory=inventory(), extra_vars=site_vars)
+    assert first.rc == 0, first.summary()
 
     # A new database password rolls the server's pods: they read the URI only when they start,
     # so the pod template carries the URI Secret's version (and never its content).

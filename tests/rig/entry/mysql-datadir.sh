@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # The entry point of the rig's MySQL image as tests/rig/up builds it: the official mysql image
 # takes its data directory from a --datadir argument (the database role passes one: a
 # subdirectory of the volume, so that a formatted volume's lost+found is not in it), while the
