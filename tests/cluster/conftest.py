@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,6 +260,13 @@ def inventory() -> dict[str, Any]:
             "children": {"mlflow_k8s_nodes": {"children": {"mlflow_k8s_control_plane": {"hosts": {"localhost": host}}}}}
         }
     }
+
+
+def node_port_for(namespace: str) -> int:
+    """A NodePort for a platform in ``namespace``: NodePorts are cluster-wide, so one per
+    namespace lets tests run side by side; never the shared platform's."""
+    port = 30000 + zlib.crc32(namespace.encode()) % 2700
+    return port + 1 if port == PLATFORM_NODE_PORT else port
 
 
 SMALL = {"requests": {"cpu": "20m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}}

@@ -19,13 +19,20 @@ import contextlib
 import re
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import WAIT_TIMEOUT, fresh_namespace, inventory, site_vars_for, watch_until
+from tests.cluster.conftest import (
+    WAIT_TIMEOUT,
+    fresh_namespace,
+    inventory,
+    node_port_for,
+    role_default,
+    site_vars_for,
+    watch_until,
+)
 from tests.harness import cluster as cluster_harness
 from tests.harness.playbook import run_playbook
 
@@ -33,27 +40,13 @@ pytestmark = pytest.mark.cluster
 DAY_TWO = pytest.mark.xdist_group("day_two")
 
 OLD_VERSION = "3.17.2"
-NEW_VERSION = "3.18.0"  # roles/mlflow_server/defaults/main.yml: the default the upgrade goes to
+NEW_VERSION = role_default("mlflow_server", "mlflow_server_version")  # the default the upgrade goes to
 NEW_IMAGE = f"ghcr.io/mlflow/mlflow:v{NEW_VERSION}-full"
 OLD_IMAGE = f"ghcr.io/mlflow/mlflow:v{OLD_VERSION}-full"
 EXPERIMENT = "day-two"
 JOB_TASKS = {"mlops.mlflow_k8s.cluster : Start the Job", "mlops.mlflow_k8s.cluster : Remove the Job"}
 SCALE_TASK = "mlops.mlflow_k8s.mlflow_server : Scale the Deployment"
 DUMP_NAME = re.compile(r"^mlflow-postgresql-\d{8}T\d{6}Z\.dump$")
-
-
-# The node has 2 CPUs and other tests' platforms run beside these: the server and the database
-# request a fifth of their default CPU (the scheduler counts requests; nothing here measures speed).
-SMALL = {
-    "mlflow_server_resources": {"requests": {"cpu": "50m", "memory": "768Mi"}, "limits": {"memory": "2Gi"}},
-    "database_resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
-}
-
-
-def node_port_for(namespace: str) -> int:
-    """A NodePort per namespace (NodePorts are cluster-wide), away from the shared platform's 30500."""
-    port = 30000 + zlib.crc32(namespace.encode()) % 2700
-    return port + 1 if port == 30500 else port
 
 
 # -- the platform the day_two group shares ---------------------------------------------------
@@ -118,7 +111,6 @@ def day_two(kubeconfig, k8s, dyn, node_name, node_address, tmp_path_factory) -> 
         site = site_vars_for(kubeconfig, namespace, node_name, tmp_path_factory.mktemp("day-two"), port)
         site.pop("mlflow_server_image", None)  # the upgrade goes by mlflow_server_version
         site.update(
-            SMALL,
             mlflow_server_version=OLD_VERSION,
             database_backup_enabled=True,
             database_backup_keep=5,
@@ -837,7 +829,6 @@ def test_mysql_backup_on_a_rwo_artifacts_claim_needs_the_server_and_minor_upgrad
         port = node_port_for(ns)
         site = site_vars_for(kubeconfig, ns, node_name, tmp_path / "volumes", port)
         site.update(
-            SMALL,
             database_engine="mysql",
             database_backup_enabled=True,
             storage_artifacts_access_modes=["ReadWriteOnce"],

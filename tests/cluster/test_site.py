@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import PLATFORM_NODE_PORT, inventory, server_image, site_vars_for
+from tests.cluster.conftest import inventory, node_port_for, server_image, site_vars_for
 from tests.harness.secrets import secret_data
 
 pytestmark = pytest.mark.cluster
@@ -41,11 +40,7 @@ def apps(k8s):
 
 @pytest.fixture
 def site_vars(namespace, kubeconfig, node_name, tmp_path):
-    # NodePorts are cluster-wide: one per namespace, so parallel runs do not collide (and not
-    # the shared platform's 30500).
-    port = 30000 + zlib.crc32(namespace.encode()) % 2700
-    port += port >= PLATFORM_NODE_PORT
-    return site_vars_for(kubeconfig, namespace, node_name, tmp_path / "volumes", port)
+    return site_vars_for(kubeconfig, namespace, node_name, tmp_path / "volumes", node_port_for(namespace))
 
 
 @pytest.fixture
