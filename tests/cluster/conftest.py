@@ -330,6 +330,16 @@ def platform(
     with open(shared / "platform.lock", "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not record.exists():
+            taken = [
+                f"{svc['metadata']['namespace']}/{svc['metadata']['name']}"
+                for svc in dyn.request("get", "/api/v1/services").to_dict().get("items") or []
+                if any(p.get("nodePort") == PLATFORM_NODE_PORT for p in svc["spec"].get("ports") or [])
+            ]
+            if taken:
+                pytest.fail(
+                    f"NodePort {PLATFORM_NODE_PORT}, the shared platform's (README.md's), is taken by Service "
+                    f"{', '.join(taken)}: another run's platform? Its run's cleanup (docs/testing-cluster.md) frees it."
+                )
             name = f"t-platform-{uuid.uuid4().hex[:6]}"
             labels = cluster_harness.namespace_labels("platform")
             dyn.request(
