@@ -276,10 +276,11 @@ def site_vars_for(kubeconfig: str, namespace: str, node: str, volumes: Path, nod
     """site.yml's variables for a platform in ``namespace`` of the session's cluster (provider
     ``existing``, hostPath volumes under ``volumes`` on ``node``, the server at ``node_port``).
 
-    CPU requests are small: a test node (the rig: 2 cores) holds several platforms at once, and
-    the roles' defaults (a quarter core each for the server and the database) would leave pods
-    unschedulable for want of CPU that is not used. The defaults are checked on the rendered
-    manifests (tests/manifests)."""
+    CPU requests are small and the server runs one worker: a test node (the rig: 2 cores) holds
+    several platforms at once, and the roles' defaults (a quarter core each for the server and
+    the database, three workers each importing MLflow) would leave pods unschedulable for want
+    of CPU that is not used, and make every rollout slower. The shared ``platform`` keeps the
+    default workers; the defaults are checked on the rendered manifests (tests/manifests)."""
     site = {
         "cluster_provider": "existing",
         "cluster_existing_kubeconfig": kubeconfig,
@@ -291,6 +292,7 @@ def site_vars_for(kubeconfig: str, namespace: str, node: str, volumes: Path, nod
         "database_wait_timeout": 300,
         "mlflow_server_node_port": node_port,
         "mlflow_server_rollout_timeout": 300,
+        "mlflow_server_workers": 1,
         "mlflow_server_resources": SMALL,
         "mlflow_server_init_resources": SMALL,
         "database_resources": SMALL,
@@ -348,6 +350,7 @@ def platform(
                 body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}},
             )
             site = site_vars_for(kubeconfig, name, node_name, shared / "platform-volumes", PLATFORM_NODE_PORT)
+            del site["mlflow_server_workers"]  # the role's default
             env = {"K8S_AUTH_KUBECONFIG": kubeconfig, "KUBECONFIG": kubeconfig}
             result = run_playbook("playbooks/site.yml", inventory=inventory(), extra_vars=site, env=env)
             outcome = {

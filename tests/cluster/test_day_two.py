@@ -102,7 +102,9 @@ def _purge(kubeconfig: str, site: dict) -> None:
     assert done.rc == 0, done.summary()
 
 
-@pytest.fixture(scope="module")
+# Session, not module, scope: a pytest-xdist worker may run another module's tests between
+# these, and pytest would tear a module fixture down at each such boundary and converge again.
+@pytest.fixture(scope="session")
 def day_two(kubeconfig, k8s, dyn, node_name, node_address, tmp_path_factory) -> Any:
     """site.yml once: PostgreSQL, MLflow 3.17.2, backups (keep 5), gc (runs deleted 1 s ago go)
     and metrics on. Purged (volumes too) after the group."""
