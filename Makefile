@@ -69,10 +69,10 @@ manifests:
 	$(PYTEST) tests/manifests
 
 # On real pods: the cluster KUBECONFIG names, or this machine's rig (tests/rig/up); skipped,
-# with the reason in the last line, without either. Tests sharing a module fixture carry
-# pytest.mark.xdist_group, and loadgroup keeps each group on one worker.
+# with the reason in the last line, without either. loadfile: a file's tests run in their order
+# on one worker (test_day_two.py's share one platform and build on each other).
 cluster:
-	tests/cluster/run $(XDIST) $(if $(XDIST),--dist loadgroup)
+	tests/cluster/run $(XDIST) $(if $(XDIST),--dist loadfile)
 
 molecule:
 	tests/molecule/run

@@ -2,7 +2,7 @@
 CronJob and the metrics endpoint.
 
 One platform (PostgreSQL, MLflow 3.17.2, backups, gc and metrics on) is converged once for the
-tests of the group ``day_two`` (they run in file order on one worker, ``--dist loadgroup``): the
+tests of this file (they run in file order on one worker, ``--dist loadfile``): the
 read-only ones first, then those that change data (gc, the restore), then the upgrade to 3.18.0,
 a migration alembic refuses, the database's minor roll, and teardown last. Every outcome is a
 real pod's: the dump and archive names come from what the Jobs printed and are looked up in the
@@ -37,7 +37,6 @@ from tests.harness import cluster as cluster_harness
 from tests.harness.playbook import run_playbook
 
 pytestmark = pytest.mark.cluster
-DAY_TWO = pytest.mark.xdist_group("day_two")
 
 OLD_VERSION = "3.17.2"
 NEW_VERSION = role_default("mlflow_server", "mlflow_server_version")  # the default the upgrade goes to
@@ -102,8 +101,9 @@ def _purge(kubeconfig: str, site: dict) -> None:
     assert done.rc == 0, done.summary()
 
 
-# Session, not module, scope: a pytest-xdist worker may run another module's tests between
-# these, and pytest would tear a module fixture down at each such boundary and converge again.
+# The tests of this file run in their order on one pytest-xdist worker (make cluster: --dist
+# loadfile), the ones using this platform one after another. Session scope all the same: a
+# module fixture would be converged again if anything ran another module's test between them.
 @pytest.fixture(scope="session")
 def day_two(kubeconfig, k8s, dyn, node_name, node_address, tmp_path_factory) -> Any:
     """site.yml once: PostgreSQL, MLflow 3.17.2, backups (keep 5), gc (runs deleted 1 s ago go)
@@ -292,7 +292,6 @@ def server_version(url: str) -> str:
 # -- the day_two group, in order: read-only first -------------------------------------------
 
 
-@DAY_TWO
 def test_site_creates_the_day_two_objects(day_two, k8s) -> None:
     from kubernetes import client
 
@@ -348,7 +347,6 @@ def test_site_creates_the_day_two_objects(day_two, k8s) -> None:
     assert server_version(day_two.url) == OLD_VERSION
 
 
-@DAY_TWO
 def test_metrics_endpoint_counts_the_requests(day_two) -> None:
     """/metrics through the NodePort: Prometheus text from the server's exporter, whose request
     counter grows by at least the requests made between two scrapes."""
@@ -381,7 +379,6 @@ def test_metrics_endpoint_counts_the_requests(day_two) -> None:
     assert refused.status_code == 403, refused.status_code
 
 
-@DAY_TWO
 def test_check_mode_creates_nothing(day_two, k8s) -> None:
     from kubernetes import client
 
@@ -411,7 +408,6 @@ def test_check_mode_creates_nothing(day_two, k8s) -> None:
 # -- then the ones that change data -----------------------------------------------------------
 
 
-@DAY_TWO
 def test_gc_cronjob_deletes_a_deleted_run_for_good(day_two) -> None:
     from mlflow.exceptions import MlflowException
 
@@ -436,7 +432,6 @@ def test_gc_cronjob_deletes_a_deleted_run_for_good(day_two) -> None:
     assert mlflow.download_artifacts(kept, "notes/readme.txt") and list(artifacts.rglob(f"{kept}/artifacts/notes"))
 
 
-@DAY_TWO
 def test_backup_cronjob_then_restore_brings_the_data_back(day_two, k8s) -> None:
     ns = day_two.namespace
     mlflow = day_two.client()
@@ -531,7 +526,6 @@ def test_backup_cronjob_then_restore_brings_the_data_back(day_two, k8s) -> None:
 # -- the upgrade, and what comes after it -------------------------------------------------------
 
 
-@DAY_TWO
 def test_upgrade_backs_up_then_migrates_once_before_the_rollout(day_two, k8s) -> None:
     from kubernetes import client
 
@@ -588,7 +582,6 @@ def test_upgrade_backs_up_then_migrates_once_before_the_rollout(day_two, k8s) ->
     )
 
 
-@DAY_TWO
 def test_failed_migration_leaves_the_old_pods_serving(day_two, k8s) -> None:
     """Back to 3.17.2 after the upgrade: its `mlflow db upgrade` cannot find the revisions 3.18.0
     added, so the migration Job fails for real; the 3.18.0 pods keep serving."""
@@ -614,7 +607,6 @@ def test_failed_migration_leaves_the_old_pods_serving(day_two, k8s) -> None:
     assert client.BatchV1Api(k8s).list_namespaced_job(ns).items == []
 
 
-@DAY_TWO
 def test_postgresql_minor_upgrade_rolls_and_major_is_refused(day_two, k8s) -> None:
     assert_minor_rolls_major_refused(day_two, k8s, "postgresql")
 
@@ -684,7 +676,6 @@ def assert_minor_rolls_major_refused(platform: DayTwo, k8s, engine: str) -> None
             time.sleep(3)
 
 
-@DAY_TWO
 def test_teardown_removes_the_day_two_objects_and_keeps_the_data(day_two, k8s) -> None:
     from kubernetes import client
 

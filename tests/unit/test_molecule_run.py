@@ -85,6 +85,8 @@ def collection(tmp_path_factory) -> Path:
     _write(scenarios / "not_executable" / "prerequisites", "#!/usr/bin/env bash\nexit 0\n")
     # A scenario whose prerequisites pass runs: it is the passing one with a check added.
     _write(scenarios / "passes" / "prerequisites", _prerequisites("need_command sh python\n"), 0o755)
+    _write(scenarios / "needs_cluster" / "molecule.yml", "---\n{}\n")
+    _write(scenarios / "needs_cluster" / "prerequisites", _prerequisites("need_kube_api\n"), 0o755)
     return root
 
 
@@ -92,6 +94,7 @@ def _run(collection: Path, *args: str, strict: bool = False, **extra_env: str) -
     env = dict(os.environ, MLFLOW_K8S_ROOT=str(collection), VENV=str(Path(sys.executable).parent.parent))
     env.pop("MLFLOW_K8S_MOLECULE_STRICT", None)
     env.pop("MLFLOW_K8S_SKIPS", None)
+    env.pop("MLFLOW_K8S_NEED_CLUSTER", None)
     env.update(extra_env)
     if strict:
         env["MLFLOW_K8S_MOLECULE_STRICT"] = "1"
@@ -149,7 +152,29 @@ def test_unknown_scenario_is_an_error(collection):
     assert result.returncode == 2
     assert "no scenario 'no_such_scenario'" in result.stderr
     # The known scenarios are listed, in discovery order.
-    assert "known: broken fails not_executable passes skips" in result.stderr
+    assert "known: broken fails needs_cluster not_executable passes skips" in result.stderr
+
+
+def _no_cluster(tmp_path: Path) -> dict[str, str]:
+    """An environment in which tests/harness/cluster.py finds no cluster: KUBECONFIG names a
+    file that does not exist, and no rig is up (RIG_DIR is empty)."""
+    return {"KUBECONFIG": str(tmp_path / "no-such-kubeconfig"), "RIG_DIR": str(tmp_path / "no-rig")}
+
+
+def test_no_cluster_skips_with_the_resolvers_reason(collection, tmp_path):
+    result = _run(collection, "--prerequisites-only", "needs_cluster", **_no_cluster(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "molecule: no Kubernetes: KUBECONFIG is set but" in result.stdout
+    assert "  SKIP  needs_cluster: needs a Kubernetes API: KUBECONFIG is set but" in result.stdout
+
+
+def test_need_cluster_turns_a_missing_cluster_into_a_failure(collection, tmp_path):
+    """CI (MLFLOW_K8S_NEED_CLUSTER=1): no cluster fails the scenario, with the reason, not a skip."""
+    result = _run(collection, "needs_cluster", MLFLOW_K8S_NEED_CLUSTER="1", **_no_cluster(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "MLFLOW_K8S_NEED_CLUSTER=1 makes a missing one a failure: KUBECONFIG is set but" in result.stdout
+    assert "FAIL  needs_cluster: prerequisites check exited 1" in result.stdout
+    assert "SKIP" not in result.stdout
 
 
 @pytest.mark.slow

@@ -15,6 +15,15 @@ grep -q 'D=/var/lib/mysql;' "$rig" || {
   echo "mysql-datadir.sh: $rig no longer sets D=/var/lib/mysql; this wrapper needs updating" >&2
   exit 1
 }
+# The official entry point also gives the *.sh scripts of /docker-entrypoint-initdb.d (which it
+# sources) docker_process_sql: SQL from stdin, as root over the socket, the password kept out of
+# argv. The database role's script for the basic-auth database uses it.
+# shellcheck disable=SC2016  # expanded when the rig script runs, not here
+prelude='docker_process_sql() {
+  mariadb --defaults-extra-file=<(printf "[client]\npassword=\"%s\"\n" "$MYSQL_ROOT_PASSWORD") \
+    --protocol=socket --socket=/run/mysqld/mysqld.sock -uroot "$@"
+}'
 export MYSQL_K8S_DATADIR=$datadir
 # shellcheck disable=SC2016  # $MYSQL_K8S_DATADIR expands in the rig script, not here
-exec bash -c "$(sed 's|D=/var/lib/mysql;|D="$MYSQL_K8S_DATADIR";|' "$rig")" docker-entrypoint.sh "$@"
+exec bash -c "$prelude
+$(sed 's|D=/var/lib/mysql;|D="$MYSQL_K8S_DATADIR";|' "$rig")" docker-entrypoint.sh "$@"
