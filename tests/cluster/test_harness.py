@@ -70,19 +70,7 @@ def test_target_is_a_cluster_with_a_ready_node(cluster, k8s, node_name):
 
 
 def test_probe_refuses_a_cluster_that_does_not_answer(tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
+    kubeconfig = cluster_harness.write_kubeconfig(tmp_path / "kubeconfig", "https://127.0.0.1:9")  # a closed port
     ok, detail = cluster_harness.probe(str(kubeconfig), timeout=2)
     assert not ok and "does not answer" in detail and str(kubeconfig) in detail
 

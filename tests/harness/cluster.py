@@ -50,6 +50,21 @@ def rig_kubeconfig() -> Path:
     return Path(state) / "rig" / "kubeconfig"
 
 
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig at ``path`` naming only ``server`` (a token user): for the tests of what
+    happens when a cluster does not answer."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
 def new_api_client(kubeconfig: str, context: str | None = None):
     """A kubernetes.client.ApiClient for ``kubeconfig`` (its current context unless ``context``)."""
     from kubernetes import config

@@ -5,7 +5,6 @@ The clusters here are ones that cannot answer (a kubeconfig naming a closed port
 directory with no kubeconfig); the cluster suite's own test_harness.py probes the real one.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -17,20 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _kubeconfig(path: Path) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        ),
-        encoding="utf-8",
-    )
-    return path
+    return cluster.write_kubeconfig(path, "https://127.0.0.1:9")  # a closed port
 
 
 def test_a_named_kubeconfig_wins_and_its_failure_is_the_reason(tmp_path, monkeypatch):
