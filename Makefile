@@ -70,9 +70,10 @@ manifests:
 
 # On real pods: the cluster KUBECONFIG names, or this machine's rig (tests/rig/up); skipped,
 # with the reason in the last line, without either. loadfile: a file's tests run in their order
-# on one worker (test_day_two.py's share one platform and build on each other).
+# on one worker (test_day_two.py's share one platform and build on each other). The slowest
+# tests' times end the output: what to look at when the suite grows.
 cluster:
-	tests/cluster/run $(XDIST) $(if $(XDIST),--dist loadfile)
+	tests/cluster/run $(XDIST) $(if $(XDIST),--dist loadfile) --durations=30
 
 molecule:
 	tests/molecule/run
