@@ -873,20 +873,27 @@ def test_gate_spreads_keep_alive_connections_over_the_workers(
     """Two workers share one listening socket and whichever accepts first keeps a keep-alive
     connection: eight clients that connect at once tend to land on one worker. Behind the gate a
     worker serving two connections more than the other answers with Connection: close, so the
-    clients, reconnecting, end up spread over both, and every call still succeeds."""
+    clients, reconnecting, end up spread over both, and every call still succeeds. A call the gate
+    sheds (503 with Retry-After, when the machine is too busy to serve it in time: CI runs real
+    pods beside this) is retried after Retry-After, as MLflow's client does; any other answer
+    fails the test."""
     url = _gated_server(postgres_backend_uri, rendered_server, tmp_path, mlflow_server_workers=2)
     port = int(url.rsplit(":", 1)[1])
     search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
     clients = 8
     stop = threading.Event()
-    closes, failures = [0], []
+    closes, failures, served = [0], [], [0]
 
     def client() -> None:
         with requests.Session() as session:
             while not stop.is_set():
                 answer = session.get(search, timeout=30)
-                if answer.status_code != 200:
+                if answer.status_code == 503 and "retry-after" in answer.headers:
+                    stop.wait(float(answer.headers["retry-after"]))
+                elif answer.status_code != 200:
                     failures.append(answer.status_code)
+                else:
+                    served[0] += 1
                 closes[0] += answer.headers.get("connection", "").lower() == "close"
 
     threads = [threading.Thread(target=client) for number in range(clients)]
@@ -904,6 +911,7 @@ def test_gate_spreads_keep_alive_connections_over_the_workers(
         for thread in threads:
             thread.join(timeout=60)
     assert not failures, failures[:5]
+    assert served[0] >= clients, f"{served[0]} calls served"
     # (how many it let go depends on how the kernel first spread them: 0 when it was even)
     assert len(spread) == 2 and spread[0] - spread[1] <= 2, f"connections per worker: {spread}, let go: {closes[0]}"
 
