@@ -16,14 +16,19 @@ order the runner calls it:
 
 ``from_run_id`` (``prepare_from_run``) fetches an earlier run's archive, checks it against the
 run's hash tag, unpacks it as the project to load (no checkout), and uploads those same bytes to
-the new run, so every run holds the code it ran.
+the new run, so every run holds the code it ran. That archive is untrusted (anyone who can write
+to MLflow wrote it): it is unpacked within ``snapshot_max_mb`` and snapshot_fetch.py's limits.
+
+The init container is told the byte limit it unpacks within (``MLFLOW_SNAPSHOT_MAX_BYTES``,
+``snapshot_max_mb`` in bytes, ``0`` when lifted), so a limit raised for a big project holds in
+the pod too.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import snapshot, snapshot_job
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import snapshot, snapshot_fetch, snapshot_job
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import TemplateError, TrackingError
 
 FROM_RUN_TAG = "mlops.mlflow_k8s.code_from_run"
@@ -46,11 +51,14 @@ class FromRun(object):
         snapshot.remove(self.workdir)
 
 
-def prepare_from_run(tracker, run_id):
-    """Download, check and unpack the snapshot of ``run_id``; a FromRun (clean it up after)."""
+def prepare_from_run(tracker, run_id, max_mb=snapshot.DEFAULT_MAX_MB):
+    """Download, check and unpack the snapshot of ``run_id`` within ``max_mb`` (``snapshot_max_mb``).
+
+    A FromRun (clean it up after).
+    """
     workdir = snapshot.tempdir()
     try:
-        snap, project_dir, run = snapshot.download_snapshot(tracker.client, run_id, workdir)
+        snap, project_dir, run = snapshot.download_snapshot(tracker.client, run_id, workdir, max_mb)
     except Exception as exc:
         snapshot.remove(workdir)
         if getattr(exc, "option", None):
@@ -70,14 +78,13 @@ class SnapshotDelivery(object):
         self.secret = secret
         self.from_run = from_run
         self.workdir = None
+        self.max_mb = params.get(snapshot.MAX_SIZE_OPTION, snapshot.DEFAULT_MAX_MB)
         if from_run is not None:
             self.snapshot = from_run.snapshot
         else:
             self.workdir = snapshot.tempdir()
             try:
-                self.snapshot = snapshot.pack(
-                    project.directory, self.workdir, params.get(snapshot.MAX_SIZE_OPTION, snapshot.DEFAULT_MAX_MB)
-                )
+                self.snapshot = snapshot.pack(project.directory, self.workdir, self.max_mb)
             except BaseException:
                 self.cleanup()
                 raise
@@ -150,7 +157,13 @@ class SnapshotDelivery(object):
         return url
 
     def apply(self, manifest, url):
-        return snapshot_job.add_code_delivery(manifest, url, self.snapshot.sha256, self.secret)
+        """The Job with the init container (snapshot_job.py), told the byte limit it unpacks within."""
+        job = snapshot_job.add_code_delivery(manifest, url, self.snapshot.sha256, self.secret)
+        limit = {"name": snapshot_fetch.MAX_BYTES_ENV, "value": str(snapshot.max_bytes(self.max_mb) or 0)}
+        for container in job["spec"]["template"]["spec"]["initContainers"]:
+            if container["name"] == snapshot_job.INIT_CONTAINER:
+                container["env"].append(limit)
+        return job
 
     def as_dict(self, url, uploaded):
         out = self.snapshot.as_dict()

@@ -7,6 +7,10 @@ As MLflow does, the image is ``FROM docker_env.image`` with the project copied t
 ``/mlflow/projects/code/``. Unlike MLflow, the tag is a hash of the project's content and
 base image (not the git commit), so an unchanged project is found in the registry and never
 rebuilt or re-pushed, and a dirty work tree never hides behind an old commit's tag.
+
+The hash and the build context read the project's files as the snapshot does
+(snapshot.project_files, snapshot.open_project_file): a link out of the project fails the
+call, and no file is read through a link swapped in while it is read.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,7 +20,6 @@ __metaclass__ = type
 import hashlib
 import io
 import os
-import stat
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import snapshot
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ImageError
@@ -38,11 +41,10 @@ def content_hash(directory, base_image=""):
     digest = hashlib.sha256()
     digest.update(b"base-image\0" + str(base_image or "").encode("utf-8") + b"\0")
     for rel in project_files(directory):
-        path = os.path.join(directory, rel)
-        mode = os.stat(path).st_mode
-        digest.update(rel.encode("utf-8") + b"\0")
-        digest.update(b"x" if mode & stat.S_IXUSR else b"-")
-        with open(path, "rb") as handle:
+        with snapshot.open_project_file(directory, rel) as handle:
+            mode = snapshot.file_mode(os.fstat(handle.fileno()).st_mode)
+            digest.update(rel.encode("utf-8") + b"\0")
+            digest.update(b"x" if mode == 0o755 else b"-")
             for chunk in iter(lambda: handle.read(65536), b""):
                 digest.update(hashlib.sha256(chunk).digest())
         digest.update(b"\0")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import delivery, snapshot
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import delivery, snapshot, snapshot_fetch
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ProjectError, TemplateError, TrackingError
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.tracking import Tracker
 
@@ -110,3 +110,64 @@ def test_a_run_without_a_snapshot_is_refused_naming_from_run_id(tracker, tmp_pat
         delivery.prepare_from_run(tracker, run)
     assert error.value.option == "from_run_id"
     assert run in str(error.value) and snapshot.HASH_TAG in str(error.value)
+
+
+def _job():
+    container = {"name": "p", "image": "python:3.12-slim", "command": ["python", "train.py"]}
+    return {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {"containers": [container]}}}}
+
+
+@pytest.mark.parametrize(
+    ("params", "told"),
+    [({}, 200 * 1024 * 1024), ({"snapshot_max_mb": 7}, 7 * 1024 * 1024), ({"snapshot_max_mb": 0}, 0)],
+)
+def test_the_pod_is_told_the_byte_limit_it_unpacks_within(params, told):
+    made = delivery.SnapshotDelivery(Project(), params, base_image="python:3.12-slim")
+    try:
+        job = made.apply(_job(), "http://svc/x")
+    finally:
+        made.cleanup()
+    (init,) = job["spec"]["template"]["spec"]["initContainers"]
+    env = {e["name"]: e.get("value") for e in init["env"]}
+    assert env[snapshot_fetch.MAX_BYTES_ENV] == str(told)
+    assert snapshot_fetch.max_bytes_from_env(env) == (told or None)
+
+
+def test_a_rerun_unpacks_the_earlier_runs_snapshot(tracker, delivered, tmp_path):
+    experiment = tracker.client.create_experiment("earlier", artifact_location=str(tmp_path / "artifacts"))
+    run = tracker.client.create_run(experiment).info.run_id
+    snapshot.log_snapshot(tracker.client, run, delivered.snapshot)
+    earlier = delivery.prepare_from_run(tracker, run, max_mb=1)
+    try:
+        assert earlier.snapshot.sha256 == delivered.snapshot.sha256
+        assert snapshot.project_files(earlier.project_dir) == delivered.snapshot.files
+    finally:
+        earlier.cleanup()
+
+
+class _Listing:
+    def __init__(self, path, file_size):
+        self.path = path
+        self.file_size = file_size
+
+
+class _HugeArtifactClient:
+    """A run whose snapshot the server lists at 10 GB: it must not be downloaded at all."""
+
+    def get_run(self, run_id):
+        data = type("Data", (), {"tags": {snapshot.HASH_TAG: "ab" * 32}})()
+        return type("Run", (), {"data": data})()
+
+    def list_artifacts(self, run_id, path):
+        return [_Listing(snapshot.ARTIFACT_PATH, 10 * 1024**3)]
+
+    def download_artifacts(self, run_id, path, dest):
+        raise AssertionError("downloaded a snapshot the listing says is too big")
+
+
+def test_an_earlier_snapshot_listed_past_the_limit_is_not_downloaded():
+    tracker = type("Tracker", (), {"client": _HugeArtifactClient(), "uri": "http://mlflow"})()
+    with pytest.raises(ProjectError) as error:
+        delivery.prepare_from_run(tracker, "r1", max_mb=200)
+    assert error.value.option == "from_run_id"
+    assert "10737418240 bytes" in error.value.message and "snapshot_max_mb=200" in error.value.message

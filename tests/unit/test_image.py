@@ -214,3 +214,14 @@ def test_no_engine_names_build(monkeypatch):
     with pytest.raises(ImageError) as caught:
         image_utils.docker_client()
     assert caught.value.option == "build"
+
+
+def test_a_link_inside_the_project_hashes_and_builds_as_its_target(project, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)
+    shutil.copy(project / "train.py", copy / "alias.py")
+    (project / "alias.py").symlink_to("train.py")
+    assert image_utils.content_hash(str(project), "base:1") == image_utils.content_hash(str(copy), "base:1")
+    assert _members(image_utils.build_context(str(project), "base:1")) == _members(
+        image_utils.build_context(str(copy), "base:1")
+    )

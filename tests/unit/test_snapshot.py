@@ -9,10 +9,13 @@ import hashlib
 import http.server
 import io
 import os
+import random
+import re
 import subprocess
 import sys
 import tarfile
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -99,6 +102,7 @@ IGNORE_CASES = [
     (["[!b]ig.csv"], ["big.csv"], []),
     (["notes"], ["notes.txt"], ["notes", "data/notes"]),
     (["notes/"], ["notes"], []),  # a file named notes: directories only
+    (["a[!x]b"], ["a/b"], ["acb", "d/acb"]),  # a set is one character of a name, never a "/"
 ]
 
 
@@ -146,6 +150,69 @@ def test_size_limit_names_the_option_and_the_size(tmp_path):
     assert "weights.bin" in error.value.message and ".mlflowignore" in error.value.message
     assert not (tmp_path / snapshot.ARTIFACT_NAME).exists()
     assert snapshot.pack(str(tmp_path), str(tmp_path), max_mb=4).unpacked_size == 3 * 1024 * 1024 + 1 + 8
+
+
+def _regex_oracle(pattern, anchored):
+    """The regex the matcher replaced (a set made to refuse "/"): the semantics to keep."""
+    out = []
+    i = 0
+    n = len(pattern)
+    while i < n:
+        char = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("/**", i) and i + 3 == n:
+            out.append("/.*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif char == "*":
+            out.append("[^/]*")
+            i += 1
+        elif char == "?":
+            out.append("[^/]")
+            i += 1
+        elif char == "[":
+            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "^") else i + 1)
+            if end < 0:
+                out.append(re.escape(char))
+                i += 1
+                continue
+            body = pattern[i + 1 : end]
+            if body[:1] in ("!", "^"):
+                body = "^" + body[1:]
+            if body in ("", "^"):  # was a "[" that swallowed the regex after it; now an invalid pattern
+                raise re.error("empty set")
+            out.append("(?!/)[" + body.replace("\\", "\\\\") + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(char))
+            i += 1
+    return re.compile(("^" if anchored else "^(?:.*/)?") + "".join(out) + "$", re.DOTALL)
+
+
+def test_pattern_matches_as_the_regex_it_replaced():
+    chooser = random.Random(27)  # noqa: S311 (reproducible test inputs, not secrets)
+    checked = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "[[" in a set, as before
+        for _ in range(4000):
+            text = "".join(chooser.choice("ab/*?[]!-") for _ in range(chooser.randint(1, 7)))
+            anchored = chooser.random() < 0.5
+            try:
+                oracle = _regex_oracle(text, anchored)
+            except re.error:
+                with pytest.raises(re.error):
+                    snapshot.Pattern(text, anchored)
+                continue
+            pattern = snapshot.Pattern(text, anchored)
+            for _ in range(12):
+                path = "".join(chooser.choice("ab/-!") for _ in range(chooser.randint(0, 9)))
+                assert pattern.match(path) == bool(oracle.match(path)), (text, anchored, path)
+                checked += 1
+    assert checked > 20000
 
 
 def test_bad_pattern_is_named(tmp_path):
