@@ -37,3 +37,8 @@ def auth_argument_spec():
 def auth_params(params):
     """Pick the authentication options out of a module's parameters."""
     return dict((key, params.get(key)) for key in AUTH_OPTIONS)
+
+
+def tracking_uri_spec():
+    """``tracking_uri``, defaulting to MLFLOW_TRACKING_URI: the one server the controller's MLflow credentials go to."""
+    return {"type": "str", "fallback": (env_fallback, ["MLFLOW_TRACKING_URI"])}

@@ -23,6 +23,7 @@ __metaclass__ = type
 
 import datetime
 import os
+import posixpath
 import shutil
 import tempfile
 
@@ -32,6 +33,7 @@ from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import snapshot_job
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ImageError, ProjectError
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.project import (
+    check_not_an_option,
     fetch_git_project,
     is_git_uri,
     load_project,
@@ -56,6 +58,123 @@ OVERRIDES = (
     "active_deadline_seconds",
     "ttl_seconds_after_finished",
 )
+
+
+ENV_ALLOW_OPTION = "environment_allow"
+HOST_PATH_OPTION = "host_path_allow"
+
+
+def check_copied_env(docker_env, allowed):
+    """Refuse a bare ``NAME`` of ``docker_env.environment`` the operator did not allow (issue #27).
+
+    As ``mlflow run``, a bare name copies the controller's value into the Job: the MLproject
+    (untrusted) would pick which of the controller's variables (DATABASE_URL, MYSQL_PWD,
+    PIP_INDEX_URL...) land in the Job spec. ``[NAME, value]`` pairs carry their value in the
+    MLproject and are not concerned.
+    """
+    entries = (docker_env or {}).get("environment") or []
+    if not isinstance(entries, list):
+        return  # docker_env_env names the shape error
+    allowed = set(str(name) for name in allowed or [])
+    refused = sorted(set(entry for entry in entries if isinstance(entry, str) and entry not in allowed))
+    if refused:
+        raise ProjectError(
+            ENV_ALLOW_OPTION,
+            "the MLproject's docker_env.environment copies {0} from the controller's environment into the Job; "
+            "only names the operator lists in {1} are copied (give a value as [NAME, value] in the MLproject, or "
+            "with env)".format(", ".join(refused), ENV_ALLOW_OPTION),
+        )
+
+
+def _host_path(path, option, what):
+    """``path`` absolute and normalised, with no ``..`` component, or a ProjectError naming ``option``."""
+    text = str(path)
+    if not text.startswith("/") or ".." in text.split("/"):
+        raise ProjectError(option, "{0} {1!r} must be an absolute path without '..'".format(what, text))
+    return "/" + posixpath.normpath(text).lstrip("/")
+
+
+def _below(path, prefix):
+    return prefix in (path, "/") or path.startswith(prefix + "/")
+
+
+def host_path_allow(entries):
+    """``host_path_allow`` as [(prefix, writable)]: ``/dir`` (read-only) or ``/dir:rw``, ``/dir:ro``."""
+    out = []
+    for entry in entries or []:
+        text = str(entry)
+        prefix, _sep, mode = text.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise ProjectError(HOST_PATH_OPTION, "{0!r} is not /host/dir[:ro|rw]".format(text))
+        out.append((_host_path(prefix, HOST_PATH_OPTION, "the entry"), mode == "rw"))
+    return out
+
+
+def host_volumes(docker_env, allow, pod_security):
+    """``docker_env.volumes`` as (volumes, volumeMounts), each admitted by ``host_path_allow`` (issue #27).
+
+    A volume ``src:dst[:ro|rw]`` is mounted when ``src`` (absolute, no ``..``, normalised) is an
+    allowed directory or lies below a read-only one, and read-only unless its entry says ``rw``
+    (then ``:rw`` or no mode mounts it writable; ``:rw`` on a read-only entry is refused). A
+    writable entry admits that directory only, and nothing below a writable entry is admitted
+    through a broader one: a pod that can write there can plant a symbolic link, which the node
+    would follow for the next pod. hostPath volumes break Pod Security baseline and restricted,
+    so ``pod_security: privileged`` is needed too.
+    """
+    entries = (docker_env or {}).get("volumes") or []
+    if not entries:
+        return [], []
+    allowed = host_path_allow(allow)
+    if not allowed:
+        raise ProjectError(
+            HOST_PATH_OPTION,
+            "the MLproject mounts host paths (docker_env.volumes: {0}); on Kubernetes they are hostPath volumes "
+            "of whichever node runs the pod: list the host directories it may mount in {1} (allow_host_volumes "
+            "alone admits none), or remove them from the MLproject".format(
+                ", ".join(str(e) for e in entries), HOST_PATH_OPTION
+            ),
+        )
+    volumes, mounts = snapshot_job.docker_env_volumes(docker_env, True)  # the shape of each entry
+    writable_dirs = [prefix for prefix, writable in allowed if writable]
+    for entry, volume, mount in zip(entries, volumes, mounts, strict=True):
+        source = _host_path(volume["hostPath"]["path"], snapshot_job.VOLUMES_KEY, "the host path of")
+        wants_rw = entry.endswith(":rw")
+        match = None  # (prefix, writable), a writable one preferred
+        for prefix, writable in allowed:
+            if source == prefix:
+                candidate = (prefix, writable)
+            elif not writable and _below(source, prefix) and not any(_below(source, d) for d in writable_dirs):
+                candidate = (prefix, False)
+            else:
+                continue
+            if match is None or candidate[1]:
+                match = candidate
+        if match is None:
+            raise ProjectError(
+                HOST_PATH_OPTION,
+                "the MLproject mounts the host path {0} (docker_env.volumes), which is not an allowed directory "
+                "nor below a read-only one of {1}".format(source, HOST_PATH_OPTION),
+            )
+        if wants_rw and not match[1]:
+            raise ProjectError(
+                HOST_PATH_OPTION,
+                "the MLproject mounts {0} read-write (docker_env.volumes), but {1} allows {2} read-only "
+                "(add ':rw' to that entry to allow it)".format(source, HOST_PATH_OPTION, match[0]),
+            )
+        volume["hostPath"]["path"] = source
+        if match[1] and not entry.endswith(":ro"):
+            mount.pop("readOnly", None)
+        else:
+            mount["readOnly"] = True
+    if pod_security != "privileged":
+        raise ProjectError(
+            "pod_security",
+            "the MLproject mounts host paths (docker_env.volumes), hostPath volumes, which Pod Security {0} forbids "
+            "(baseline too): set pod_security: privileged to mount them (the namespace must admit such pods)".format(
+                pod_security
+            ),
+        )
+    return volumes, mounts
 
 
 def resolve_path(path, base_dir=None):
@@ -115,13 +234,22 @@ class Plan(object):
             template_option = "backend_config"
         self.template = job_utils.load_template(template_source, template_option)
         self.template_option = template_option
+        self.pod_security = params.get("pod_security") or "restricted"
+        job_utils.check_pod_security(self.template, self.pod_security, template_option)
         self.warnings.extend(job_utils.template_warnings(self.template, template_option))
+        if params.get(snapshot_job.HOST_VOLUMES_OPTION):
+            self.warnings.append(
+                "{0} is deprecated and admits no host path by itself: name the host directories an MLproject may "
+                "mount in host_path_allow (with pod_security: privileged)".format(snapshot_job.HOST_VOLUMES_OPTION)
+            )
 
         self.source = None
         project_uri = params.get("project_uri")
         if self.from_run is not None:
             project_uri = self.from_run.project_dir
             self.source = self.from_run.tags.get("mlflow.source.name")
+        elif project_uri is not None and str(project_uri).startswith("-"):
+            check_not_an_option("project_uri", project_uri)
         elif is_git_uri(project_uri):
             self.workdir = tempfile.mkdtemp(prefix="mlflow-project-")
             self.source = project_uri  # MLflow's source name for a remote project is its URI
@@ -161,10 +289,9 @@ class Plan(object):
             or ""
         )
         # docker_env.environment and docker_env.volumes, as mlflow run passes them to docker run.
+        check_copied_env(self.project.docker_env, params.get("environment_allow"))
         self.project_env = snapshot_job.docker_env_env(self.project.docker_env, reserved=RUN_ENV_NAMES)
-        self.host_volumes = snapshot_job.docker_env_volumes(
-            self.project.docker_env, params.get(snapshot_job.HOST_VOLUMES_OPTION)
-        )
+        self.host_volumes = host_volumes(self.project.docker_env, params.get("host_path_allow"), self.pod_security)
         self.auth_secret = snapshot_job.auth_secret(params.get(snapshot_job.AUTH_OPTION))
         if not self.build and not params.get("image"):  # packed last: everything cheaper is checked
             self.delivery = delivery_utils.SnapshotDelivery(
@@ -172,17 +299,23 @@ class Plan(object):
             )
         self.content_hash = image_utils.content_hash(self.project.directory, self.base_image)
         experiment = params.get("experiment_id") or params.get("experiment_name") or ""
+        shape = self._shape()
+        # The template passed above; this is the Job with what the module and the MLproject add
+        # (init container, volumes, env): none of it may weaken the pod.
+        job_utils.check_pod_security(shape, self.pod_security, "pod_security")
         self.identity = job_utils.identity(
             self.content_hash,
             self.entry_point.name,
             parameters,
             params.get("run_name"),
             str(experiment),
-            job=self._shape(),
+            job=shape,
         )
 
     def _local_project(self, project_uri, base_dir):
-        path = resolve_path(project_uri, base_dir)
+        # ~ is expanded as for a path option; $VARIABLES are not (issue #27: the value may come from
+        # whoever asked for the run, and the controller's environment is not theirs to read).
+        path = resolve_path(os.path.expanduser(project_uri) if project_uri else project_uri, base_dir)
         if not path or not os.path.isdir(path):
             where = (
                 "base_dir"

@@ -15,6 +15,7 @@ __metaclass__ = type
 import os
 import re
 import shlex
+import subprocess
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ProjectError
 
@@ -244,6 +245,9 @@ def load_project(directory, require_mlproject=True):
 
 
 _GIT_URI = re.compile(r"^(https?|ssh|git|file)://|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:")
+# What of git's stderr goes into an error: one line, this long at most, printable characters only.
+_GIT_LINE_MAX = 200
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 
 
 def is_git_uri(uri):
@@ -251,26 +255,140 @@ def is_git_uri(uri):
     return bool(uri) and bool(_GIT_URI.match(str(uri)))
 
 
+def check_not_an_option(option, value):
+    """Refuse a value that a command would take for one of its options (issue #27).
+
+    ``version`` and ``project_uri`` often come from whoever asked for the run: as arguments of
+    git, ``--pathspec-from-file=/etc/passwd`` or ``--upload-pack=...`` would be options.
+    """
+    if str(value).startswith("-"):
+        raise ProjectError(
+            option, "{0!r} starts with '-', which git would take for an option; it is refused".format(value)
+        )
+
+
+def _check_git_uri(repo_uri):
+    """The parts of ``repo_uri`` that git or ssh would read as options: the URI, its user, its host."""
+    check_not_an_option("project_uri", repo_uri)
+    parsed = urlparse(repo_uri)
+    if parsed.scheme and parsed.netloc:
+        user, _at, host = parsed.netloc.rpartition("@")
+    else:  # user@host:path, git's scp-like form
+        user, _at, rest = repo_uri.partition("@")
+        host = rest.split(":", 1)[0]
+    if user.startswith("-") or host.startswith("-"):
+        raise ProjectError(
+            "project_uri",
+            "the user or host of {0!r} starts with '-', which ssh would take for an option".format(
+                redact_uri(repo_uri)
+            ),
+        )
+
+
+def redact_uri(uri):
+    """``uri`` as errors show it: no password (``ssh://git:***@host``), no user part of an http(s) URL
+    (``https://***@host/...``: a token often stands there as the user name)."""
+    parsed = urlparse(str(uri))
+    userinfo, at, hostport = parsed.netloc.rpartition("@")
+    if not at:
+        return str(uri)
+    if parsed.scheme in ("http", "https"):
+        return parsed._replace(netloc="***@" + hostport).geturl()
+    if parsed.password:
+        return parsed._replace(netloc="{0}:***@{1}".format(userinfo.split(":", 1)[0], hostport)).geturl()
+    return str(uri)
+
+
+def _uri_secrets(uri):
+    """What of ``uri`` must not appear in an error: its password, and the user part of an http(s) URL."""
+    parsed = urlparse(str(uri))
+    secrets = [parsed.password]
+    if parsed.scheme in ("http", "https"):
+        secrets.append(parsed.username)
+    return [s for s in secrets if s]
+
+
+def _git_reason(stderr, secrets=()):
+    """git's own reason, in one line: its first ``fatal:``/``error:`` line, cut short, nothing else.
+
+    Never the command line and never more than one line: what git quotes (a path, a ref) is then
+    at most what we gave it, and nothing of a file it was led to read can follow.
+    """
+    lines = [line.strip() for line in str(stderr or "").splitlines() if line.strip()]
+    chosen = next((line for line in lines if line.startswith(("fatal:", "error:"))), lines[0] if lines else "")
+    for secret in secrets:
+        if secret:
+            chosen = chosen.replace(secret, "***")
+    chosen = _UNPRINTABLE.sub(" ", chosen)
+    if len(chosen) > _GIT_LINE_MAX:
+        chosen = chosen[: _GIT_LINE_MAX - 3] + "..."
+    return chosen or "git gave no reason"
+
+
+def _git(args, cwd=None):
+    """Run git with ``args`` (a list: no shell, nothing expanded), never waiting for a prompt."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    try:
+        return subprocess.run(  # noqa: S603 - an argument list, no shell; untrusted values follow checks and --
+            ["git"] + list(args),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise ProjectError("project_uri", "a git project_uri needs the git executable: {0}".format(exc)) from None
+
+
 def fetch_git_project(uri, version, dest):
-    """Clone ``uri`` (``repo#subdir`` as MLflow) into ``dest``, check out ``version``; returns the project dir."""
+    """Clone ``uri`` (``repo#subdir`` as MLflow) into ``dest``, check out ``version``; returns the project dir.
+
+    Both are untrusted strings (issue #27): a leading ``-`` is refused, the URI reaches ``git
+    clone`` after ``--`` as one argument (no expansion of ``$VARIABLES`` or ``~``, which
+    GitPython's clone_from did before 3.1.30), the version ``git checkout`` before ``--`` (so it
+    can only be a revision). Errors carry one line of git's reason, never its command line.
+    A symbolic link of the repository that points outside the clone is refused: the snapshot and
+    the image would pack the controller's file it points to.
+    """
     repo_uri, _sep, subdir = str(uri).partition("#")
-    try:
-        import git
-    except ImportError:
-        raise ProjectError("project_uri", "a git project_uri needs GitPython (it comes with mlflow)") from None
-    try:
-        repo = git.Repo.clone_from(repo_uri, dest)
-    except Exception as exc:  # GitCommandError, or git missing
-        raise ProjectError("project_uri", "cannot clone {0}: {1}".format(repo_uri, str(exc).strip())) from None
+    _check_git_uri(repo_uri)
     if version:
-        try:
-            repo.git.checkout(version)
-        except Exception as exc:
-            raise ProjectError(
-                "version",
-                "{0!r} is not a branch, tag or commit of {1}: {2}".format(version, repo_uri, str(exc).strip()),
-            ) from None
-    directory = os.path.normpath(os.path.join(dest, subdir)) if subdir else dest
-    if not directory.startswith(os.path.abspath(dest)) or not os.path.isdir(directory):
-        raise ProjectError("project_uri", "{0!r} is not a directory of {1}".format(subdir, repo_uri))
+        check_not_an_option("version", version)
+    shown = redact_uri(repo_uri)
+    cloned = _git(["clone", "--quiet", "--", repo_uri, dest])
+    if cloned.returncode != 0:
+        reason = _git_reason(cloned.stderr, _uri_secrets(repo_uri))
+        raise ProjectError("project_uri", "cannot clone {0}: {1}".format(shown, reason))
+    if version:
+        checked = _git(["checkout", "--quiet", version, "--"], cwd=dest)
+        if checked.returncode != 0:
+            raise ProjectError("version", "{0!r} is not a branch, tag or commit of {1}".format(version, shown))
+    root = os.path.realpath(dest)
+    _check_links(root, shown)
+    directory = os.path.realpath(os.path.join(root, subdir)) if subdir else root
+    if not _below(directory, root) or not os.path.isdir(directory):
+        raise ProjectError("project_uri", "{0!r} is not a directory of {1}".format(subdir, shown))
     return directory
+
+
+def _below(path, root):
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _check_links(root, shown):
+    """Refuse symbolic links of the clone whose target (resolved) is outside it."""
+    for current, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not (current == root and d == ".git")]
+        for name in dirs + files:
+            path = os.path.join(current, name)
+            if os.path.islink(path) and not _below(os.path.realpath(path), root):
+                raise ProjectError(
+                    "project_uri",
+                    "{0} has a symbolic link {1} that points outside the repository; it is refused, since the "
+                    "snapshot or image would carry the file it points to on the controller".format(
+                        shown, os.path.relpath(path, root)
+                    ),
+                )

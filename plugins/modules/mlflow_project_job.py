@@ -25,7 +25,14 @@ description:
     server's proxied artifact API into an C(emptyDir) at C(/mlflow/projects/code), the entry point's working
     directory. The image needs Python 3.6 or later (standard library only: no mlflow CLI, no curl, no shell)."
   - C(docker_env.environment) and C(docker_env.volumes) of the MLproject are honoured as C(mlflow run) honours them
-    for Docker; volumes only with O(allow_host_volumes=true).
+    for Docker, within what the operator allows; a bare name copied from the controller only when listed in
+    O(environment_allow), host paths only below O(host_path_allow) with O(pod_security=privileged).
+  - "Who is trusted (issue #27): whoever writes the task's options is; the project's code, its MLproject, the
+    values of O(project_uri), O(version) and O(parameters) (often passed on from whoever asked for the run), and
+    whatever can be written to MLflow or to Jobs in the namespace are not. So O(project_uri) and O(version) never
+    become options of git (a leading C(-) is refused) and are not expanded (no C($VARIABLES)); an MLproject cannot
+    copy controller variables, mount host paths or weaken the pod's security beyond these options; errors quote
+    no file the options named; and the controller's MLflow credentials go to O(tracking_uri) only."
   - Beyond MLflow, a prebuilt O(image) needs no Docker engine; O(build=true) tags the image with a hash of
     the project content, so an unchanged project is never rebuilt or re-pushed; Job names are always valid
     DNS-1123 labels; the command is an argument list; labels carry the run id and project.
@@ -62,9 +69,11 @@ options:
   project_uri:
     description:
       - Local directory of the MLflow project, with an C(MLproject) file (any case, as MLflow finds it).
+        A leading C(~) is expanded, environment variables are not (C($HOME) stays as it is).
       - Or a git URL (C(https://), C(ssh://), C(git://), C(file://), C(user@host:path)), with C(#subdir) for a
         project below the repository's root, as MLflow takes it. It is cloned into a temporary directory on
-        the controller for the call.
+        the controller for the call, as one argument after C(--) (never an option of git); a URI, user or host
+        starting with C(-) is refused, as is a repository with a symbolic link pointing outside it.
       - A relative directory is resolved against O(base_dir), else against the module's working directory;
         for a task of a playbook on the local connection (C(delegate_to=localhost) or a localhost play) that is
         the playbook's directory, for an ad-hoc C(ansible -m) call the current directory. The error names
@@ -72,7 +81,7 @@ options:
       - Required with O(state=present), unless O(from_run_id) is given.
       - Files listed in the project's C(.mlflowignore) are left out of the snapshot and of a built image, as are
         C(.git), C(__pycache__), C(mlruns), C(.venv) and C(*.pyc) (syntax in docs/mlflow_project_job.md).
-    type: path
+    type: str
   base_dir:
     description:
       - Directory that relative paths in O(project_uri), O(backend_config) and O(job_template) (and
@@ -109,13 +118,61 @@ options:
     type: raw
   allow_host_volumes:
     description:
-      - Mount C(docker_env.volumes) of the MLproject (C(host:container[:ro])) as C(hostPath) volumes of the node
-        that runs the pod. Without it an MLproject with volumes is refused.
+      - Deprecated, kept so that playbooks passing it still run; it admits no host path by itself (V(true) only
+        gives a warning). Use O(host_path_allow).
+      - It used to admit every C(docker_env.volumes) entry, C(/:/host) read-write included.
     type: bool
     default: false
+  host_path_allow:
+    description:
+      - Host directories an MLproject may mount through C(docker_env.volumes) (C(host:container[:ro|rw])), as
+        C(hostPath) volumes of the node that runs the pod. Each entry is an absolute directory, read-only, or
+        with C(:rw) read-write (C(/srv/datasets), C(/scratch/mlflow:rw)).
+      - A volume is mounted when its host path (absolute, without C(..), normalised) is an entry, or lies below a
+        read-only entry; it is mounted read-only unless its entry says C(:rw) (then its own mode decides; C(:rw)
+        on a read-only entry is refused). Below a read-write entry nothing else is admitted, since a pod that can
+        write there can leave a symbolic link that the node would follow for the next pod.
+      - hostPath volumes break Pod Security baseline and restricted, so this needs O(pod_security=privileged)
+        too (and a namespace that admits such pods).
+      - Empty (the default), an MLproject with volumes is refused before anything is created, naming this option.
+    type: list
+    elements: str
+    default: []
+  environment_allow:
+    description:
+      - Names of controller environment variables an MLproject may copy into the Job with a bare C(NAME) in
+        C(docker_env.environment) (C(mlflow run) copies the submitter's value so). A bare name not listed here
+        is refused before anything is created, naming the variable and this option. C([NAME, value]) entries
+        carry their value in the MLproject and are always allowed.
+      - Names that look like secrets (C(*PASSWORD*), C(*TOKEN*), C(*_KEY), ...) are refused even when listed;
+        give those with O(env_from_secrets) or O(env) with C(valueFrom).
+    type: list
+    elements: str
+    default: []
+  pod_security:
+    description:
+      - The L(Pod Security Standard,https://kubernetes.io/docs/concepts/security/pod-security-standards/) the
+        Job's pod must meet. With V(restricted) or V(baseline), a Job template that breaks it is refused before
+        anything is created, the error naming every offending field
+        (C(spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation must be false)); the Job as
+        rendered (the snapshot's init container, docker_env's volumes and environment) is checked too, so nothing
+        the MLproject controls can weaken it.
+      - V(restricted) needs, for every container, C(runAsNonRoot=true), C(allowPrivilegeEscalation=false),
+        C(capabilities.drop=[ALL]) (adding only C(NET_BIND_SERVICE)), C(seccompProfile) C(RuntimeDefault) or
+        C(Localhost) (on the container or the pod), no C(runAsUser=0), and no host namespaces, privileged
+        containers, host ports or volumes other than configMap, csi, downwardAPI, emptyDir, ephemeral, image,
+        persistentVolumeClaim, projected and secret. The built-in template meets it (it runs as uid and gid
+        1000, so an image made to run as root runs as 1000 and must not need to write outside C(/tmp), the
+        snapshot's working directory or its volumes).
+      - V(privileged) checks nothing; it is what O(host_path_allow) needs.
+    type: str
+    choices: [restricted, baseline, privileged]
+    default: restricted
   version:
     description:
       - Branch, tag or commit to check out of a git O(project_uri), as C(mlflow run --version).
+      - It reaches C(git checkout) before C(--), so it can only be a revision; a value starting with C(-) is
+        refused. A version that does not exist is reported without git's own output.
     type: str
   entry_point:
     description:
@@ -147,7 +204,9 @@ options:
     description:
       - Tracking server the module creates and updates the run on. Defaults to E(MLFLOW_TRACKING_URI).
       - Credentials are read by MLflow from E(MLFLOW_TRACKING_USERNAME), E(MLFLOW_TRACKING_PASSWORD) or
-        E(MLFLOW_TRACKING_TOKEN), never from options.
+        E(MLFLOW_TRACKING_TOKEN), never from options; they go to this server only. With O(state=absent), the
+        tracking URI a Job records (its annotation, which anyone who can edit Jobs can change) is never
+        contacted; a Job naming another server is reported in a warning and its run is left alone.
     type: str
   job_tracking_uri:
     description:
@@ -159,7 +218,8 @@ options:
       - Path of MLflow's C(kubernetes_config.json) (C(kube-context), C(repository-uri),
         C(kube-job-template-path)). Options given explicitly win over its keys.
       - It must be plain JSON; MLflow's documentation shows it with C(#) comments, which JSON does not
-        allow; the error names the file, the line and the comment.
+        allow; the error names the file, the line and column, and says when a comment is there. Errors never
+        quote the file's content (nor the names of unknown keys, unless one is a typo of a known key).
     type: path
   job_template:
     description:
@@ -170,6 +230,7 @@ options:
       - C(resources) belongs to the container (C(spec.template.spec.containers[0].resources)); a template that
         puts it at pod level (C(spec.template.spec.resources), as MLflow's example of the seed does) gets a
         warning naming the field, since its limits are lost where pod-level resources are not enabled.
+      - It must meet O(pod_security) (by default C(restricted)).
     type: raw
   image:
     description:
@@ -386,6 +447,14 @@ EXAMPLES = r"""
         operator: Exists
         effect: NoSchedule
 
+- name: Let the MLproject copy the pip index from the controller and mount a dataset directory of the nodes
+  mlops.mlflow_k8s.mlflow_project_job:
+    project_uri: projects/train
+    image: registry.example.com/ml/train:2.3
+    environment_allow: [PIP_INDEX_URL]  # docker_env.environment may name it bare; nothing else is copied
+    host_path_allow: [/srv/datasets]  # docker_env.volumes at or below it, mounted read-only
+    pod_security: privileged  # hostPath volumes break baseline and restricted
+
 - name: Cancel the Job of a run and mark the run KILLED
   mlops.mlflow_k8s.mlflow_project_job:
     state: absent
@@ -570,9 +639,12 @@ killed_runs:
 """
 
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_argument_spec
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import (
+    auth_argument_spec,
+    tracking_uri_spec,
+)
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.entry import finish
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ProjectJobError
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.k8s_client import (
@@ -586,20 +658,23 @@ def argument_spec():
     spec = auth_argument_spec()
     spec.update(
         state={"type": "str", "choices": ["present", "absent"], "default": "present"},
-        project_uri={"type": "path"},
+        project_uri={"type": "str"},  # not "path": no $VARIABLES expansion of an untrusted value
         base_dir={"type": "path"},
         from_run_id={"type": "str"},
         base_image={"type": "str"},
         snapshot_max_mb={"type": "int", "default": 200},
         tracking_auth_secret={"type": "raw", "no_log": False},
         allow_host_volumes={"type": "bool", "default": False},
+        host_path_allow={"type": "list", "elements": "str", "default": []},
+        environment_allow={"type": "list", "elements": "str", "default": []},
+        pod_security={"type": "str", "choices": ["restricted", "baseline", "privileged"], "default": "restricted"},
         version={"type": "str"},
         entry_point={"type": "str", "default": "main"},
         parameters={"type": "dict", "default": {}},
         experiment_name={"type": "str"},
         experiment_id={"type": "str"},
         run_name={"type": "str"},
-        tracking_uri={"type": "str", "fallback": (env_fallback, ["MLFLOW_TRACKING_URI"])},
+        tracking_uri=tracking_uri_spec(),
         job_tracking_uri={"type": "str"},
         backend_config={"type": "path"},
         job_template={"type": "raw"},
@@ -674,10 +749,14 @@ def main():
         if problem:
             raise ProjectJobError(*problem)
 
+        from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.job import TrackingGuard
         from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
 
         runner = Runner(module.params, check_mode=module.check_mode, warn=module.warn)
+        guard = TrackingGuard(module.params.get("tracking_uri"))
+        guard.install(runner)  # the controller's MLflow credentials go to tracking_uri only
         result = runner.present() if module.params["state"] == "present" else runner.absent()
+        guard.report(result, module.warn)
         if not module._diff:
             result.pop("diff", None)
         return result  # with failed when a pod of the Job is stuck: the result says which and why

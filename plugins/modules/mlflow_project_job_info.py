@@ -53,7 +53,12 @@ options:
     type: str
   tracking_uri:
     description:
-      - Tracking server of the runs. Defaults to the URI recorded on each Job when it was submitted.
+      - Tracking server of the runs. Defaults to E(MLFLOW_TRACKING_URI).
+      - The only server the module talks to, with the controller's MLflow credentials
+        (E(MLFLOW_TRACKING_USERNAME)/E(MLFLOW_TRACKING_PASSWORD)/E(MLFLOW_TRACKING_TOKEN)). The URI a Job records
+        (its C(mlops.mlflow-k8s/tracking-uri) annotation) is never contacted, since anyone who can edit Jobs in
+        the namespace can write it. A Job naming another server gets a warning and RV(jobs[].recorded_tracking_uri);
+        without this option and the variable, no run is read at all.
     type: str
   sync_run:
     description:
@@ -85,6 +90,7 @@ EXAMPLES = r"""
 - name: Bring every project run in the namespace up to date (after a submitter died)
   mlops.mlflow_k8s.mlflow_project_job_info:
     namespace: mlflow-projects
+    tracking_uri: http://mlflow.example.com:30500  # the only server the runs are read from
     sync_run: true
 
 - name: Read one run's Job and its log
@@ -144,12 +150,20 @@ jobs:
     logs:
       description: Log tail, with logs=true.
       type: str
+    recorded_tracking_uri:
+      description:
+        - The tracking URI the Job's annotation names, when it is not O(tracking_uri). It was not contacted.
+      returned: when a Job names another tracking server
+      type: str
 """
 
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_argument_spec
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import (
+    auth_argument_spec,
+    tracking_uri_spec,
+)
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.entry import finish
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.k8s_client import (
     HAS_KUBERNETES,
@@ -165,7 +179,7 @@ def argument_spec():
         name={"type": "str"},
         run_id={"type": "str"},
         label_selector={"type": "str"},
-        tracking_uri={"type": "str"},
+        tracking_uri=tracking_uri_spec(),
         sync_run={"type": "bool", "default": False},
         logs={"type": "bool", "default": False},
         log_tail_lines={"type": "int", "default": 100},
@@ -181,9 +195,13 @@ def main():
     )
 
     def call():
+        from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.job import TrackingGuard
         from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
 
-        return Runner(module.params, check_mode=module.check_mode, warn=module.warn).info()
+        runner = Runner(module.params, check_mode=module.check_mode, warn=module.warn)
+        guard = TrackingGuard(module.params.get("tracking_uri"))
+        guard.install(runner)  # never a tracking URI from the cluster, with the controller's credentials
+        return guard.report(runner.info(), module.warn)
 
     finish(
         module,

@@ -264,7 +264,8 @@ def test_backend_config_as_mlflow_reads_it(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("content", "fragment"), [("{not json", "is not JSON: line 1"), ("[]", "JSON object"), ('{"x": 1}', "unknown key")]
+    ("content", "fragment"),
+    [("{not json", "is not valid JSON (line 1, column 2)"), ("[]", "JSON object"), ('{"x": 1}', "1 unknown key")],
 )
 def test_bad_backend_config_names_the_option(tmp_path, content, fragment):
     path = tmp_path / "kubernetes_config.json"
@@ -321,8 +322,9 @@ def test_backend_config_with_the_seeds_comment_names_file_line_and_comments(tmp_
         job_utils.load_backend_config(str(path))
     message = caught.value.message
     assert caught.value.option == "backend_config"
-    assert str(path) in message and "line 2" in message
-    assert "JSON has no comments" in message and "# get kube-context" in message
+    assert message.startswith(f"{path} is not valid JSON (line 2, column 44): Expecting property name"), message
+    assert "JSON has no comments" in message
+    assert "get kube-context" not in message  # the file's content is never quoted (issue #27)
 
 
 def test_pod_level_resources_are_warned_about_naming_the_field():
@@ -365,3 +367,140 @@ def test_identity_changes_with_the_job_shape():
     base = job_utils.identity("c" * 64, "main", {"a": 1}, "r", job={"image": "a:1"})
     assert base != job_utils.identity("c" * 64, "main", {"a": 1}, "r", job={"image": "a:2"})
     assert base == job_utils.identity("c" * 64, "main", {"a": 1}, "r", job={"image": "a:1"})
+
+
+# -- Pod Security (issue #27): restricted_violations names every offending field -------------------
+def _restricted_pod():
+    """A pod spec that meets restricted: the built-in template's, with an init container like it."""
+    pod = copy.deepcopy(job_utils.DEFAULT_TEMPLATE["spec"]["template"]["spec"])
+    init = copy.deepcopy(pod["containers"][0])
+    init["name"] = "init"
+    pod["initContainers"] = [init]
+    pod["volumes"] = [{"name": "code", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c"}}]
+    return pod
+
+
+P = "spec.template.spec"
+C0 = P + ".containers[0].securityContext"
+
+
+def _set(pod, dotted, value):
+    """Set ``dotted`` (``containers.0.securityContext.privileged``) in ``pod``; ``...`` deletes it."""
+    keys = [int(k) if k.isdigit() else k for k in dotted.split(".")]
+    target = pod
+    for key in keys[:-1]:
+        target = target[key] if isinstance(key, int) else target.setdefault(key, {})
+    if value is Ellipsis:
+        target.pop(keys[-1], None)
+    else:
+        target[keys[-1]] = value
+
+
+@pytest.mark.parametrize(
+    ("change", "value", "field"),
+    [
+        ("securityContext.runAsNonRoot", False, P + ".securityContext.runAsNonRoot"),
+        ("securityContext.runAsNonRoot", ..., P + ".securityContext.runAsNonRoot"),
+        ("containers.0.securityContext.runAsNonRoot", False, C0 + ".runAsNonRoot"),
+        ("securityContext.runAsUser", 0, P + ".securityContext.runAsUser"),
+        ("containers.0.securityContext.runAsUser", 0, C0 + ".runAsUser"),
+        ("containers.0.securityContext.allowPrivilegeEscalation", True, C0 + ".allowPrivilegeEscalation"),
+        ("containers.0.securityContext.allowPrivilegeEscalation", ..., C0 + ".allowPrivilegeEscalation"),
+        (
+            "initContainers.0.securityContext.allowPrivilegeEscalation",
+            ...,
+            P + ".initContainers[0].securityContext.allowPrivilegeEscalation",
+        ),
+        ("containers.0.securityContext.capabilities", ..., C0 + ".capabilities.drop"),
+        ("containers.0.securityContext.capabilities.drop", ["NET_RAW"], C0 + ".capabilities.drop"),
+        ("containers.0.securityContext.capabilities.add", ["CHOWN"], C0 + ".capabilities.add"),
+        ("containers.0.securityContext.capabilities.add", ["SYS_ADMIN"], C0 + ".capabilities.add"),
+        ("securityContext.seccompProfile", ..., P + ".securityContext.seccompProfile.type"),
+        ("securityContext.seccompProfile.type", "Unconfined", P + ".securityContext.seccompProfile.type"),
+        ("containers.0.securityContext.seccompProfile", {"type": "Unconfined"}, C0 + ".seccompProfile.type"),
+        ("containers.0.securityContext.privileged", True, C0 + ".privileged"),
+        ("hostNetwork", True, P + ".hostNetwork"),
+        ("hostPID", True, P + ".hostPID"),
+        ("hostIPC", True, P + ".hostIPC"),
+        ("volumes.0", {"name": "root", "hostPath": {"path": "/"}}, P + ".volumes[0].hostPath"),
+        ("volumes.1", {"name": "nfs", "nfs": {"server": "s", "path": "/"}}, P + ".volumes[1].nfs"),
+        ("containers.0.ports", [{"containerPort": 80, "hostPort": 80}], P + ".containers[0].ports[0].hostPort"),
+        ("containers.0.securityContext.procMount", "Unmasked", C0 + ".procMount"),
+        ("containers.0.securityContext.seLinuxOptions", {"type": "spc_t"}, C0 + ".seLinuxOptions.type"),
+        ("containers.0.securityContext.appArmorProfile", {"type": "Unconfined"}, C0 + ".appArmorProfile.type"),
+        ("securityContext.sysctls", [{"name": "kernel.msgmax", "value": "1"}], P + ".securityContext.sysctls[0]"),
+        (
+            "securityContext.windowsOptions",
+            {"hostProcess": True},
+            P + ".securityContext.windowsOptions.hostProcess",
+        ),
+    ],
+)
+def test_each_restricted_violation_is_named_by_its_field(change, value, field):
+    pod = _restricted_pod()
+    assert job_utils.restricted_violations(pod) == []
+    _set(pod, change, value)
+    violations = job_utils.restricted_violations(pod)
+    assert [v for v in violations if v.startswith(field + " ") or v.startswith(field + ":")], violations
+
+
+def test_net_bind_service_is_the_one_capability_restricted_adds():
+    pod = _restricted_pod()
+    _set(pod, "containers.0.securityContext.capabilities.add", ["NET_BIND_SERVICE"])
+    assert job_utils.restricted_violations(pod) == []
+
+
+def test_container_settings_stand_in_for_the_pods():
+    pod = _restricted_pod()
+    del pod["securityContext"]["runAsNonRoot"], pod["securityContext"]["seccompProfile"]
+    for container in pod["containers"] + pod["initContainers"]:
+        container["securityContext"].update(runAsNonRoot=True, seccompProfile={"type": "Localhost"})
+    assert job_utils.restricted_violations(pod) == []
+    pod["initContainers"][0]["securityContext"].pop("runAsNonRoot")
+    assert job_utils.restricted_violations(pod) == [
+        P + ".securityContext.runAsNonRoot must be true (or each container's)"
+    ]
+
+
+def test_baseline_allows_what_only_restricted_forbids():
+    pod = _restricted_pod()
+    pod["securityContext"] = {}
+    pod["containers"][0]["securityContext"] = {"capabilities": {"add": ["CHOWN"]}}
+    pod["volumes"].append({"name": "nfs", "nfs": {"server": "s", "path": "/"}})
+    assert job_utils.baseline_violations(pod) == []
+    assert len(job_utils.restricted_violations(pod)) > 4
+    pod["hostNetwork"] = True
+    assert job_utils.baseline_violations(pod) == [P + ".hostNetwork must not be true (a host namespace)"]
+
+
+def test_apparmor_annotation_of_the_pod_template_is_checked():
+    job = copy.deepcopy(job_utils.DEFAULT_TEMPLATE)
+    job["spec"]["template"]["metadata"] = {
+        "annotations": {"container.apparmor.security.beta.kubernetes.io/x": "unconfined"}
+    }
+    (violation,) = job_utils.pod_security_violations(job, "baseline")
+    assert violation.startswith("spec.template.metadata.annotations[container.apparmor.security.beta.kubernetes.io/x]")
+    assert job_utils.pod_security_violations(job, "privileged") == []
+
+
+def test_check_pod_security_names_the_option_and_every_field():
+    template = copy.deepcopy(job_utils.DEFAULT_TEMPLATE)
+    pod = template["spec"]["template"]["spec"]
+    pod["hostPID"] = True
+    pod["containers"][0]["securityContext"]["privileged"] = True
+    with pytest.raises(TemplateError) as caught:
+        job_utils.check_pod_security(template, "restricted", "job_template")
+    assert caught.value.option == "job_template"
+    assert P + ".hostPID" in caught.value.message and C0 + ".privileged" in caught.value.message
+    assert caught.value.details["violations"] == job_utils.pod_security_violations(template, "restricted")
+    job_utils.check_pod_security(template, "privileged", "job_template")
+
+
+def test_template_security_context_survives_rendering():
+    # render_job replaces name, image, command and env only: the securityContext stays as the template has it.
+    job = _render(copy.deepcopy(job_utils.DEFAULT_TEMPLATE), overrides={"env": {"A": "1"}, "resources": {}})
+    assert job_utils.pod_security_violations(job, "restricted") == []
+    assert (
+        job["spec"]["template"]["spec"]["securityContext"]
+        == job_utils.DEFAULT_TEMPLATE["spec"]["template"]["spec"]["securityContext"]
+    )

@@ -258,3 +258,23 @@ def test_git_project_is_cloned_then_removed(tmp_path, monkeypatch):
     assert len(made) == 2 and not os.path.exists(made[1])
     result = run(mlflow_project_job, wine(version="v1"))
     assert result["option"] == "version"
+
+
+@pytest.mark.parametrize("module", [mlflow_project_job, mlflow_project_job_info], ids=lambda m: m.__name__)
+def test_documentation_matches_the_argument_spec(module):
+    """Each option (the new ones of issue #27 among them) documented with its type, default and choices."""
+    import yaml
+
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import AUTH_OPTIONS
+
+    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+    spec = {k: v for k, v in module.argument_spec().items() if k not in AUTH_OPTIONS}
+    assert set(documented) == set(spec)
+    for name, option in spec.items():
+        doc = documented[name]
+        assert doc.get("type") == option.get("type", "str"), name
+        assert doc.get("default") == option.get("default"), name
+        assert doc.get("choices") == option.get("choices"), name
+        assert doc.get("elements") == option.get("elements"), name
+    yaml.safe_load(module.RETURN)
+    yaml.safe_load(module.EXAMPLES)

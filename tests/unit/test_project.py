@@ -249,3 +249,40 @@ def test_git_errors_name_the_option(git_repo, tmp_path, suffix, version, option)
     with pytest.raises(ProjectError) as caught:
         ours.fetch_git_project(f"file://{git_repo}{suffix}", version, str(tmp_path / "clone"))
     assert caught.value.option == option
+
+
+@pytest.mark.parametrize(
+    ("stderr", "reason"),
+    [
+        (
+            "Cloning into 'x'...\nfatal: repository 'https://h/r/' not found\n",
+            "fatal: repository 'https://h/r/' not found",
+        ),
+        ("error: pathspec 'a' did not match\nerror: pathspec 'b' did not match\n", "error: pathspec 'a' did not match"),
+        ("fatal: " + "x" * 500, "fatal: " + "x" * 190 + "..."),
+        ("fatal: bad\x1b[31m colour\x00", "fatal: bad [31m colour "),
+        ("", "git gave no reason"),
+    ],
+)
+def test_git_reason_is_one_short_printable_line(stderr, reason):
+    assert ours._git_reason(stderr) == reason
+
+
+def test_git_reason_hides_a_password_git_repeats():
+    stderr = "fatal: unable to access 'https://u:hunter2@h/r.git/': Could not resolve host: h\n"
+    assert "hunter2" not in ours._git_reason(stderr, ["hunter2"])
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("https://user:tok@host/r.git", "https://***@host/r.git"),
+        ("https://ghp_tokenAsUser@host/r.git", "https://***@host/r.git"),
+        ("ssh://git:pw@host:2222/r.git", "ssh://git:***@host:2222/r.git"),
+        ("ssh://git@host/r.git", "ssh://git@host/r.git"),
+        ("git@host:r.git", "git@host:r.git"),
+        ("file:///srv/r", "file:///srv/r"),
+    ],
+)
+def test_redact_uri(uri, shown):
+    assert ours.redact_uri(uri) == shown

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import snapshot
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ProjectError
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.plan import Plan
@@ -134,14 +135,30 @@ def test_size_limit_fails_the_plan_before_anything(tmp_path):
 
 def test_docker_env_environment_and_volumes(plan_of, monkeypatch):
     extras = str(PROJECTS / "docker_env_extras")
+    # A bare name copies the controller's value: only names the operator allows (issue #27).
     with pytest.raises(ProjectError) as error:
         plan_of(project_uri=extras)
+    assert error.value.option == "environment_allow" and "DOCKER_ENV_TEST_COPIED" in error.value.message
+    allowed = {"environment_allow": ["DOCKER_ENV_TEST_COPIED"]}
+    with pytest.raises(ProjectError) as error:
+        plan_of(project_uri=extras, **allowed)
     assert error.value.option == "docker_env.environment" and "DOCKER_ENV_TEST_COPIED" in error.value.message
     monkeypatch.setenv("DOCKER_ENV_TEST_COPIED", "copied")
     with pytest.raises(ProjectError) as error:
-        plan_of(project_uri=extras)
-    assert error.value.option == "docker_env.volumes" and "allow_host_volumes" in error.value.message
-    plan = plan_of(project_uri=extras, allow_host_volumes=True, env={"MODE": "from-the-user"})
+        plan_of(project_uri=extras, **allowed)
+    assert error.value.option == "host_path_allow" and "/srv/data" in error.value.message
+    with pytest.raises(ProjectError) as error:
+        plan_of(project_uri=extras, host_path_allow=["/srv"], **allowed)
+    assert error.value.option == "pod_security"  # hostPath breaks baseline and restricted
+    privileged = json.loads(json.dumps(job_utils.DEFAULT_TEMPLATE))
+    plan = plan_of(
+        project_uri=extras,
+        host_path_allow=["/srv"],
+        pod_security="privileged",
+        job_template=privileged,
+        env={"MODE": "from-the-user"},
+        **allowed,
+    )
     job = render(plan)
     _valid(job)
     pod = job["spec"]["template"]["spec"]
