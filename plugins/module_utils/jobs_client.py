@@ -8,18 +8,29 @@ exceptions become errors a person can act on (a ClusterError naming the auth opt
 namespace, a TemplateError naming the template option when the API server refuses the Job).
 Results are plain dicts, as the API sends them. The runner's unit tests stand in for this
 class with a thin fake of the same methods (tests/unit/test_runner.py).
+
+Two answers are not errors: a Job name that is taken (409 AlreadyExists) makes ``create``
+return None and ``dry_run`` False, since the API server is what decides which of two
+submissions of one identity gets its Job (runner.py); and the wait rides out the API server
+going away until its timeout (watch.py), warning once per outage.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import time
+
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import k8s_client, watch
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ClusterError, TemplateError
 
 
 class JobsClient(object):
-    """Jobs, pods and logs of one cluster (``auth``: the shared auth options; ``context`` overrides)."""
+    """Jobs, pods and logs of one cluster (``auth``: the shared auth options; ``context`` overrides).
+
+    ``server``: the API server's URL, as the runs record where their Job is. ``clock`` and
+    ``sleep``: the wait's (monotonic seconds).
+    """
 
     def __init__(self, auth, context=None, propagation_policy="Foreground", warn=None):
         from kubernetes import client as k8s
@@ -29,7 +40,10 @@ class JobsClient(object):
             self.auth["context"] = context
         self.propagation_policy = propagation_policy or "Foreground"
         self.warn = warn or (lambda msg: None)
+        self.clock = time.monotonic
+        self.sleep = time.sleep
         api = k8s_client.api_client(self.auth)
+        self.server = api.configuration.host
         self.batch = k8s.BatchV1Api(api)
         self.core = k8s.CoreV1Api(api)
 
@@ -40,7 +54,9 @@ class JobsClient(object):
         Keyword-only controls (removed before the call): ``namespace`` (a 404 then means the
         namespace is missing), ``invalid_option`` (a 400/422 or a client-side model error is
         that option's fault), ``allow`` (statuses that return None instead of failing),
-        ``request_timeout`` (False for helpers that set their own, such as the watch).
+        ``request_timeout`` (False for helpers that set their own, such as the watch). The
+        ClusterError of an API error carries its HTTP status as ``details["status"]`` (None when
+        the API server did not answer): whether a create may have happened depends on it.
         """
         namespace = kwargs.pop("namespace", None)
         invalid_option = kwargs.pop("invalid_option", None)
@@ -62,7 +78,9 @@ class JobsClient(object):
                     invalid_option, "the API server rejects the rendered Job: {0}".format(k8s_client._reason(exc))
                 ) from None
             if k8s_client.is_api_error(exc):
-                raise k8s_client.describe_api_error(exc, self.auth, action, namespace) from None
+                error = k8s_client.describe_api_error(exc, self.auth, action, namespace)
+                error.details["status"] = status
+                raise error from None
             raise
 
     def _plain(self, obj):
@@ -74,8 +92,11 @@ class JobsClient(object):
         self.call("read namespace " + namespace, self.core.read_namespace, namespace, namespace=namespace, allow=(403,))
 
     def dry_run(self, namespace, manifest, option):
-        """Server-side dry run of the Job: the API's own validation and admission, nothing stored."""
-        self.call(
+        """Server-side dry run of the Job: the API's own validation and admission, nothing stored.
+
+        True when the Job would be created; False when a Job of its name exists already.
+        """
+        answer = self.call(
             "validate the Job (server-side dry run)",
             self.batch.create_namespaced_job,
             namespace,
@@ -83,9 +104,12 @@ class JobsClient(object):
             dry_run="All",
             namespace=namespace,
             invalid_option=option,
+            allow=(409,),
         )
+        return answer is not None
 
     def create(self, namespace, manifest, option):
+        """The created Job, or None when a Job of its name exists already (409 AlreadyExists)."""
         created = self.call(
             "create Job in namespace " + namespace,
             self.batch.create_namespaced_job,
@@ -93,8 +117,9 @@ class JobsClient(object):
             manifest,
             namespace=namespace,
             invalid_option=option,
+            allow=(409,),
         )
-        return self._plain(created)
+        return None if created is None else self._plain(created)
 
     def list(self, namespace, selector):
         """The Jobs ``selector`` matches, newest first."""
@@ -122,9 +147,21 @@ class JobsClient(object):
     def wait(self, namespace, name, timeout, job=None):
         """watch.wait_for_job's JobOutcome ``(job, state, timed_out)`` (with ``problem``, ``log``,
         ``progress`` when a pod is stuck) once the Job ended, was deleted, a pod of it is stuck for
-        good, or ``timeout`` passed."""
+        good, or ``timeout`` passed.
+
+        The API server failing meanwhile is retried (watch.py); a warning says so at the first
+        failure of each outage. A ClusterError when it still fails at ``timeout``, or refuses us.
+        """
+
+        def retrying(error, attempt, delay):
+            if attempt == 1:
+                self.warn(
+                    "the Kubernetes API failed while waiting for Job {0} ({1}); the Job runs on, the wait "
+                    "tries again until wait_timeout".format(name, _short(error))
+                )
+
         return self.call(
-            "watch Job " + name,
+            "watch Job {0} (tried again until wait_timeout, {1} s)".format(name, timeout),
             watch.wait_for_job,
             self.batch,
             namespace,
@@ -132,6 +169,9 @@ class JobsClient(object):
             timeout,
             job=job,
             core=self.core,
+            clock=self.clock,
+            sleep=self.sleep,
+            retrying=retrying,
             request_timeout=False,
         )
 
@@ -158,3 +198,11 @@ class JobsClient(object):
             if times:
                 return self._plain(max(times))
         return None
+
+
+def _short(error):
+    """An API error in one line: its status and reason, or its type and text."""
+    status = getattr(error, "status", None)
+    if status:
+        return "{0} {1}".format(status, getattr(error, "reason", "") or "").strip()
+    return "{0}: {1}".format(type(error).__name__, error)[:200]

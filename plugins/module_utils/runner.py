@@ -7,14 +7,42 @@ A submission (``state: present``):
 
 1. the plan (plan.py): project, entry point, parameters, template, names and identity,
    decided offline; a temporary clone of a git project is removed on every path;
-2. the cluster (jobs_client.py): reachable, the namespace present, a Job of the same
-   identity? (then step 4 on it, nothing new); a server-side dry run of the Job;
+2. the cluster (jobs_client.py): reachable, the namespace present, the project Jobs of the
+   namespace listed once: a Job of the same identity? (then step 4 on it, nothing new); a
+   server-side dry run of the Job;
 3. the tracking server (tracking.py) answers; the image is built if asked (image.py); the
    run is created, then the Job;
 4. with ``wait``, the watch (watch.py) and the run's status from the Job's outcome
    (reconcile.py, one map).
 
-Anything that fails after the run exists marks it FAILED and deletes what was created.
+One Job per identity, decided by the API server. The Job's name comes from the identity
+(``<project>-<first NAME_HASH hex of the identity>``; with ``force``, MLflow's
+``<project>-<timestamp>``), so two submissions of one identity ask for one name and the API
+server gives it once. Each run records from its creation the name, namespace and cluster of
+the Job it is for. A submitter that finds the name taken before it made a run (the dry run
+answers 409) makes none and carries on with that Job as with one it had listed. One that
+made its run first and meets 409 at the create ends its own run KILLED, tagged with the run
+that has the Job (reconcile.SUPERSEDED_TAG), and carries on with that Job. Whoever creates
+the Job or meets it also ends any other live run of the identity made for that name (a
+second run that MLflow's client made when it retried runs/create, a racing submitter's):
+they can never have a Job. No lock object, no extra permission: a Job name is the lock.
+
+What a failure may destroy. Before the Job exists (the code upload, the create refused), the
+run is marked FAILED: nothing else exists. Once the Job exists, nothing the module meets
+deletes it or ends its run except what the user asked for: ``on_timeout: delete`` at
+wait_timeout, a stuck pod (on_timeout says), ``state: absent``. The API server going away
+during the wait is ridden out until wait_timeout (watch.py); a log that cannot be read or
+stored is a warning; any other failure (the API server still away at wait_timeout, the
+tracking server away when the Job ended) fails the call naming the Job and the run, both
+left as they are for the next call to settle. A create whose answer was lost is read back
+by name: the Job is there (carry on), is not (FAILED), or nobody can tell (left RUNNING).
+
+Runs whose Job is gone (a submitter killed between the run and the Job, a ``wait: false``
+Job removed by its TTL, a Job someone deleted) end FAILED at the next call of either module
+in that namespace: ``present`` looks in its experiment, ``info`` with ``sync_run`` in every
+experiment, with reconcile.Reconciler.settle_orphans (a grace period spares runs whose Job is
+being created right now). These looks are housekeeping: when they fail, a warning says so.
+
 ``state: absent`` deletes the Jobs found and kills their runs; ``info`` reads Jobs and,
 only when asked (``sync_run``), settles their runs.
 """
@@ -29,14 +57,44 @@ import time
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import delivery as delivery_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import image as image_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import pod_status, snapshot_job, tracking, watch
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import (
+    pod_status,
+    reconcile,
+    snapshot_job,
+    tracking,
+    watch,
+)
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.args_common import auth_params
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ClusterError, ProjectJobError
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.jobs_client import JobsClient
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.plan import PLANNED_RUN_ID, Plan, backend_context
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.reconcile import Reconciler, run_id_of
 
 # Jobs of mlflow_project_job carry a run-id label (any value): info lists those.
 PROJECT_JOBS_SELECTOR = job_utils.LABEL_RUN_ID
+NAME_HASH = 16  # hex digits of the identity in a Job's name (64 bits)
+
+
+def job_name_for(project_name, identity):
+    """The one Job name of an identity: ``<project>-<hash>``, always a valid DNS-1123 label."""
+    return job_utils.dns_label(project_name, identity[:NAME_HASH])
+
+
+def identity_of(job):
+    return (job["metadata"].get("annotations") or {}).get(job_utils.ANNOTATION_IDENTITY)
+
+
+def _uncertain(error):
+    """Whether a failed create may have created the Job all the same: the API server did not
+    answer, or answered an error of its own (5xx, 408, 429) after which it may have stored it."""
+    if not isinstance(error, ClusterError):
+        return False
+    status = error.details.get("status")
+    return not status or status >= 500 or status in (408, 429)
+
+
+def _text(error):
+    return error.text() if isinstance(error, ProjectJobError) else "{0}: {1}".format(type(error).__name__, error)
 
 
 def _container(job):
@@ -95,8 +153,13 @@ class Runner(object):
 
     def connect(self, context=None):
         self.jobs = self.jobs_factory(auth_params(self.params), context)
-        self.reconciler = Reconciler(self.jobs, check_mode=self.check_mode, clock=self.clock)
+        self.reconciler = Reconciler(self.jobs, check_mode=self.check_mode, clock=self.clock, warn=self.warn)
         return self.jobs
+
+    @property
+    def cluster(self):
+        """The API server's URL, as runs record where their Job is (None when unknown)."""
+        return getattr(self.jobs, "server", None) or None
 
     # -- state=present ---------------------------------------------------------------------
     def present(self):
@@ -116,17 +179,18 @@ class Runner(object):
         jobs.check_namespace(plan.namespace)
         tracker = self.tracker_factory(params.get("tracking_uri"))
         tracker.check()
-        existing = [
-            j
-            for j in jobs.list(plan.namespace, plan.selector())
-            if (j["metadata"].get("annotations") or {}).get(job_utils.ANNOTATION_IDENTITY) == plan.identity
-        ]
+        listed = jobs.list(plan.namespace, PROJECT_JOBS_SELECTOR)  # this identity's, and the orphans' check
+        known = self._known_experiment(tracker)
+        orphans = self._settle_orphans(tracker, [] if known is None else [known], plan.namespace, listed)
+        existing = [j for j in listed if identity_of(j) == plan.identity]
         if existing and not params.get("force"):
-            return self._existing(plan, tracker, existing[0])
+            return self._noted(self._existing(plan, tracker, existing[0]), orphaned_runs=orphans)
 
-        experiment_id = tracker.experiment_id(
-            params.get("experiment_name"), params.get("experiment_id"), create=not self.check_mode
-        )
+        experiment_id = known
+        if experiment_id is None:
+            experiment_id = tracker.experiment_id(
+                params.get("experiment_name"), params.get("experiment_id"), create=not self.check_mode
+            )
         tags = tracking.run_tags(
             plan.project.directory, plan.entry_point.name, run_name=params.get("run_name"), source=plan.source
         )
@@ -134,12 +198,16 @@ class Runner(object):
             plan.delivery.check_store(tracker, experiment_id, plan.job_tracking_uri)
             tags.update(plan.delivery.tags())
         when = self.now()
+        name = self._job_name(plan, when)
         if self.check_mode:
-            return self._planned(plan, experiment_id, tags, when)
+            return self._noted(self._planned(plan, name, experiment_id, tags, when, tracker), orphaned_runs=orphans)
 
-        # The API server checks the Job before anything exists (with the prebuilt image, or a placeholder).
-        placeholder = plan.render(PLANNED_RUN_ID, experiment_id, plan.base_image, when)
-        jobs.dry_run(plan.namespace, placeholder, plan.template_option)
+        # The API server checks the Job before anything exists (with the prebuilt image, or a placeholder),
+        # and says whether its name was taken since the list: then that Job is this submission's.
+        placeholder = self._render(plan, name, PLANNED_RUN_ID, experiment_id, plan.base_image, when)
+        taken = self._if_taken(plan, tracker, placeholder)
+        if taken is not None:
+            return self._noted(taken, orphaned_runs=orphans)
         image_result = self._image(plan) if plan.build else None
         if image_result is not None:
             image_ref = image_result.reference
@@ -149,40 +217,183 @@ class Runner(object):
             image_ref = plan.base_image
             tags[tracking.tags_.MLFLOW_DOCKER_IMAGE_URI] = image_ref
         tags[tracking.IDENTITY_TAG] = plan.identity
+        tags[tracking.JOB_NAME_TAG] = name  # from the start: a run whose Job never came is found by it
+        tags[tracking.JOB_NAMESPACE_TAG] = plan.namespace
+        if self.cluster:
+            tags[reconcile.CLUSTER_TAG] = self.cluster
 
         run_id = tracker.create_run(experiment_id, tags, plan.logged_parameters, run_name=params.get("run_name"))
-        created = None
+        # Until the Job exists, a failure leaves the run FAILED and nothing else. Stopped (an interrupt,
+        # SystemExit) nobody knows whether the create happened: the run stays, and the next call ends it
+        # if its Job never came (reconcile.Reconciler.settle_orphans).
         try:
             code_url = None
             if plan.delivery is not None:  # a failed upload fails here: the run ends FAILED, no Job
                 code_url = plan.delivery.upload(tracker, run_id, plan.job_tracking_uri)
-            manifest = plan.render(run_id, experiment_id, image_ref, when, code_url=code_url)
-            created = jobs.create(plan.namespace, manifest, plan.template_option)
-            tracker.set_tags(
-                run_id,
-                {tracking.JOB_NAME_TAG: manifest["metadata"]["name"], tracking.JOB_NAMESPACE_TAG: plan.namespace},
-            )
-            result = self._result(plan, created, changed=True)
-            result["diff"] = {"before": {}, "after": manifest}
-            if image_result is not None:
-                result["image"] = image_result.as_dict()
-            if plan.delivery is not None:
-                result["snapshot"] = plan.delivery.as_dict(code_url, True)
+            manifest = self._render(plan, name, run_id, experiment_id, image_ref, when, code_url=code_url)
+            created, unknown = self._create(plan, manifest, run_id)
+        except Exception:
+            self._undo(tracker, run_id)
+            raise
+        if unknown is not None:
+            return self._left(plan, name, run_id, unknown, {"changed": True})
+        superseded = self._supersede(tracker, experiment_id, plan, created)
+        if run_id_of(created) != run_id:  # another submission of this identity got the name first
+            result = self._noted(self._lost(plan, tracker, run_id, created), orphaned_runs=orphans)
+            return self._noted(result, superseded_runs=[r for r in superseded if r != run_id])
+
+        # The Job exists: from here on nothing deletes it or ends its run but what the user asked for.
+        result = self._result(plan, created, changed=True)
+        result["diff"] = {"before": {}, "after": manifest}
+        if image_result is not None:
+            result["image"] = image_result.as_dict()
+        if plan.delivery is not None:
+            result["snapshot"] = plan.delivery.as_dict(code_url, True)
+        try:
             if params.get("wait"):
                 result.update(self._wait(plan, tracker, created))
             result["run"] = tracker.get_run(run_id)
-            return result
-        except BaseException:
-            self._undo(plan, tracker, run_id, created)
-            raise
+        except Exception as exc:
+            return self._left(plan, name, run_id, exc, result)
+        return self._noted(result, orphaned_runs=orphans, superseded_runs=superseded)
 
-    def _planned(self, plan, experiment_id, tags, when):
+    def _job_name(self, plan, when):
+        """The identity's one name; with ``force`` (another Job of the same identity), MLflow's own."""
+        if self.params.get("force"):
+            return job_utils.job_name(plan.project.name, when)
+        return job_name_for(plan.project.name, plan.identity)
+
+    @staticmethod
+    def _render(plan, name, run_id, experiment_id, image_ref, when, code_url=None):
+        manifest = plan.render(run_id, experiment_id, image_ref, when, code_url=code_url)
+        manifest["metadata"]["name"] = name
+        return manifest
+
+    def _known_experiment(self, tracker):
+        """The experiment's id when it exists (None, and no error: creating a Job says what is wrong)."""
+        try:
+            return tracker.experiment_id(
+                self.params.get("experiment_name"), self.params.get("experiment_id"), create=False
+            )
+        except ProjectJobError:
+            return None
+
+    def _if_taken(self, plan, tracker, manifest):
+        """The server-side dry run of ``manifest``. When its name is taken by a Job of this identity
+        (made since the list), that Job's result, as for a Job found by the list; else None."""
+        if self.jobs.dry_run(plan.namespace, manifest, plan.template_option) is not False:
+            return None
+        found = self.jobs.read(plan.namespace, manifest["metadata"]["name"])
+        if found is None:  # gone again since: the name is free
+            return None
+        self._check_identity(plan, found)
+        return self._existing(plan, tracker, found)
+
+    def _create(self, plan, manifest, run_id):
+        """Create the Job: ``(job, None)`` with the Job of that name (ours, or the one that took the
+        name first), or ``(None, error)`` when nobody can tell whether ours was created. Raises when
+        it surely was not."""
+        name = manifest["metadata"]["name"]
+        try:
+            job = self.jobs.create(plan.namespace, manifest, plan.template_option)
+        except ProjectJobError as exc:
+            if not _uncertain(exc):
+                raise
+            try:  # the answer was lost, not necessarily the Job: look
+                job = self.jobs.read(plan.namespace, name)
+            except Exception:
+                return None, exc
+            if job is None:
+                raise
+            if run_id_of(job) == run_id:
+                return job, None
+        else:
+            if job is not None:
+                return job, None
+            job = self.jobs.read(plan.namespace, name)  # 409: whose is it?
+            if job is None:
+                raise ClusterError(
+                    "namespace",
+                    "Job {0}/{1} existed when this call created its own and is gone now: run the task again".format(
+                        plan.namespace, name
+                    ),
+                )
+        self._check_identity(plan, job)
+        return job, None
+
+    @staticmethod
+    def _check_identity(plan, job):
+        if identity_of(job) != plan.identity:
+            raise ClusterError(
+                "namespace",
+                "Job {0}/{1} exists and is not this submission's (its identity is {2!r}): delete it, or set "
+                "force: true to run another Job beside it".format(
+                    plan.namespace, job["metadata"]["name"], identity_of(job)
+                ),
+            )
+
+    def _lost(self, plan, tracker, run_id, job):
+        """Another submission of this identity made the Job: our run ends KILLED, pointing to its
+        run, and this call goes on with that Job as with one it had listed."""
+        winner = run_id_of(job)
+        try:
+            tracker.set_tags(run_id, {reconcile.SUPERSEDED_TAG: winner})
+            tracker.terminate(run_id, "KILLED")
+        except Exception as exc:
+            self.warn("could not mark run {0} KILLED (superseded by run {1}): {2}".format(run_id, winner, exc))
+        result = self._existing(plan, tracker, job)
+        result["changed"] = True  # a run was made, and ended
+        result["superseded_run_id"] = run_id
+        return result
+
+    def _supersede(self, tracker, experiment_id, plan, job):
+        try:
+            return self.reconciler.supersede(tracker, experiment_id, plan.identity, job, self.cluster)
+        except Exception as exc:  # housekeeping: the next call tries again
+            self.warn("could not look for other runs of Job {0}: {1}".format(job["metadata"]["name"], exc))
+            return []
+
+    def _settle_orphans(self, tracker, experiments, namespace, listed):
+        try:
+            return self.reconciler.settle_orphans(tracker, experiments, namespace, self.cluster, listed)
+        except Exception as exc:  # housekeeping: the next call tries again
+            self.warn("could not look for runs whose Job is gone in namespace {0}: {1}".format(namespace, exc))
+            return []
+
+    @staticmethod
+    def _noted(result, **lists):
+        """``result`` with each non-empty list of runs the call ended on the way (then changed)."""
+        for key, value in lists.items():
+            if value:
+                result[key] = value
+                result["changed"] = True
+        return result
+
+    def _left(self, plan, name, run_id, error, result=None):
+        """The Job exists (or may) and something failed: a failed result naming both, nothing deleted."""
+        out = dict(result or {})
+        out.update(
+            failed=True,
+            job_name=name,
+            namespace=plan.namespace,
+            run_id=run_id,
+            msg=(
+                "Job {0}/{1} of run {2}: {3}. The Job and the run are left as they are (nothing was deleted, the run "
+                "was not ended): the next mlflow_project_job call with the same inputs, or mlflow_project_job_info "
+                "with sync_run=true, settles the run from its Job".format(plan.namespace, name, run_id, _text(error))
+            ),
+        )
+        return out
+
+    def _planned(self, plan, name, experiment_id, tags, when, tracker):
         """Check mode: the Job and the run as they would be, the Job dry-run by the API server."""
         image_ref = plan.base_image
         if plan.build:
             image_ref = image_utils.image_tag(plan.repository_uri, plan.content_hash) + "@sha256:<digest after push>"
-        manifest = plan.render(PLANNED_RUN_ID, experiment_id or "", image_ref, when)
-        self.jobs.dry_run(plan.namespace, manifest, plan.template_option)
+        manifest = self._render(plan, name, PLANNED_RUN_ID, experiment_id or "", image_ref, when)
+        taken = self._if_taken(plan, tracker, manifest)
+        if taken is not None:
+            return taken
         result = self._result(plan, manifest, changed=True)
         result["run"] = {
             "run_id": None,
@@ -212,16 +423,12 @@ class Runner(object):
             },
         )
 
-    def _undo(self, plan, tracker, run_id, created):
-        """Nothing half-made: the Job goes, the run says FAILED (errors here are warnings)."""
-        if created is not None:
-            try:
-                self.jobs.delete(plan.namespace, created["metadata"]["name"])
-            except Exception as exc:  # report the first error, not this one
-                self.warn("could not delete Job {0}: {1}".format(created["metadata"]["name"], exc))
+    def _undo(self, tracker, run_id):
+        """The run will have no Job: it says FAILED (an error here is a warning; the next call's
+        look for runs without a Job ends it then)."""
         try:
             tracker.terminate(run_id, "FAILED")
-        except Exception as exc:
+        except Exception as exc:  # report the first error, not this one
             self.warn("could not mark run {0} FAILED: {1}".format(run_id, exc))
 
     @staticmethod
@@ -240,7 +447,10 @@ class Runner(object):
         result = self._result(plan, job, changed=False)
         result["existing"] = True
         if self.params.get("wait") and not self.check_mode:
-            result.update(self._wait(plan, tracker, job))
+            try:
+                result.update(self._wait(plan, tracker, job))
+            except Exception as exc:
+                return self._left(plan, job["metadata"]["name"], run_id_of(job), exc, result)
         else:
             state = job_utils.job_state(job)
             synced, text = self.reconciler.settle(
@@ -397,7 +607,33 @@ class Runner(object):
                     text = jobs.logs(namespace, job["metadata"]["name"], container)
                 item["logs"] = watch.tail(text, params.get("log_tail_lines"))
             out.append(item)
-        return {"changed": changed, "jobs": out, "namespace": namespace}
+        result = {"changed": changed, "jobs": out, "namespace": namespace}
+        if params.get("sync_run"):
+            narrowed = params.get("name") or params.get("run_id") or params.get("label_selector")
+            listed = jobs.list(namespace, PROJECT_JOBS_SELECTOR) if narrowed else found
+            self._noted(result, orphaned_runs=self._info_orphans(namespace, listed, trackers))
+        return result
+
+    def _info_orphans(self, namespace, listed, trackers):
+        """Runs of ``namespace`` whose Job is gone, in every experiment of ``tracking_uri`` (else of
+        each tracking server the namespace's Jobs name), ended (reconcile.Reconciler.settle_orphans)."""
+        if self.params.get("tracking_uri"):
+            chosen = [trackers.get(self.params["tracking_uri"]) or self.tracker_factory(self.params["tracking_uri"])]
+        else:
+            chosen = []
+            for job in listed:
+                tracker = self._tracker_of(job, trackers)
+                if tracker is not None and tracker not in chosen:
+                    chosen.append(tracker)
+        ended = []
+        for tracker in chosen:
+            try:
+                experiments = reconcile.experiment_ids(tracker)
+            except Exception as exc:  # housekeeping: the next call tries again
+                self.warn("could not list the experiments of {0}: {1}".format(getattr(tracker, "uri", tracker), exc))
+                continue
+            ended.extend(self._settle_orphans(tracker, experiments, namespace, listed))
+        return ended
 
 
 __all__ = ["Plan", "Runner", "describe"]

@@ -1,8 +1,10 @@
 """wait_for_job's watch handling where a real API rarely goes: 410 Gone, bookmarks, deletion, timeouts.
 
-FAKE, thin: the batch API below serves scripted watch streams through the kubernetes client's
-real Watch machinery (line splitting, ERROR events, resourceVersion handling). Normal waits
-(Complete, Failed, timeout, deletion) run against a real API in tests/cluster/test_project_job.py.
+FAKE, thin: the batch API below serves scripted lists and watch streams through the kubernetes
+client's real Watch machinery (line splitting, ERROR events, resourceVersion handling). Normal
+waits (Complete, Failed, timeout, deletion) run against a real API in
+tests/cluster/test_project_job.py; the API server failing during a wait, in
+tests/unit/test_attack_wait.py.
 """
 
 import json
@@ -37,19 +39,19 @@ class _Response:
 
 
 class FakeBatch:
-    def __init__(self, reads, streams):
-        self.reads = list(reads)
+    """``lists``: what each plain list answers, ``(job or None, the list's resourceVersion)``;
+    ``streams``: the events of each watch."""
+
+    def __init__(self, lists, streams):
+        self.lists = list(lists)
         self.streams = list(streams)
         self.watch_calls = []
         self.api_client = client.ApiClient()
 
-    def read_namespaced_job(self, name, namespace, **kwargs):
-        job = self.reads.pop(0)
-        if job is None:
-            raise ApiException(status=404)
-        return job
-
     def list_namespaced_job(self, namespace, **kwargs):
+        if not kwargs.get("watch"):
+            job, version = self.lists.pop(0)
+            return {"metadata": {"resourceVersion": version}, "items": [job] if job else []}
         self.watch_calls.append(kwargs)
         return _Response(self.streams.pop(0))
 
@@ -64,74 +66,83 @@ class Clock:
         self.now += 0.5
         return self.now
 
+    def sleep(self, seconds):
+        self.now += seconds
 
-def test_gone_resource_version_is_read_again():
+
+def wait(batch, timeout, **kwargs):
+    clock = Clock()
+    return watch.wait_for_job(batch, "n", "j", timeout, clock=clock, sleep=clock.sleep, **kwargs)
+
+
+def test_gone_resource_version_lists_again_and_watches_from_the_lists_version():
     complete = _job("9", [{"type": "Complete", "status": "True"}])
     batch = FakeBatch(
-        reads=[_job("1"), _job("5")],
+        lists=[(_job("1"), "3"), (_job("1"), "8")],
         streams=[
             [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}}],
             [
-                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "8"}}},
                 {"type": "MODIFIED", "object": complete},
             ],
         ],
     )
-    job, state, timed_out = watch.wait_for_job(batch, "n", "j", 60, clock=Clock())
+    job, state, timed_out = wait(batch, 60)
     assert (state, timed_out) == ("Complete", False)
     assert job["metadata"]["resourceVersion"] == "9"
-    assert [c["resource_version"] for c in batch.watch_calls] == ["1", "5"]
+    assert [c["resource_version"] for c in batch.watch_calls] == ["3", "8"]
     assert all(c["field_selector"] == "metadata.name=j" for c in batch.watch_calls)
 
 
 def test_bookmark_moves_the_resource_version():
     failed = _job("12", [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}])
     batch = FakeBatch(
-        reads=[_job("1")],
+        lists=[(_job("1"), "1")],
         streams=[
             [{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "10"}}}],
             [{"type": "MODIFIED", "object": failed}],
         ],
     )
-    _final, state, _log = watch.wait_for_job(batch, "n", "j", 60, clock=Clock())
+    _final, state, _log = wait(batch, 60)
     assert state == "Failed"
     assert [c["resource_version"] for c in batch.watch_calls] == ["1", "10"]
 
 
 def test_deleted_during_the_watch():
-    batch = FakeBatch(reads=[_job("1")], streams=[[{"type": "DELETED", "object": _job("3")}]])
-    assert watch.wait_for_job(batch, "n", "j", 60, clock=Clock())[1:] == ("Deleted", False)
+    batch = FakeBatch(lists=[(_job("1"), "1")], streams=[[{"type": "DELETED", "object": _job("3")}]])
+    assert wait(batch, 60)[1:] == ("Deleted", False)
 
 
 def test_gone_before_the_wait():
-    batch = FakeBatch(reads=[None], streams=[])
-    assert watch.wait_for_job(batch, "n", "j", 60, clock=Clock()) == (None, "Deleted", False)
+    batch = FakeBatch(lists=[(None, "4")], streams=[])
+    assert wait(batch, 60) == (None, "Deleted", False)
 
 
 def test_timeout_returns_the_last_state():
-    batch = FakeBatch(reads=[_job("1")], streams=[[{"type": "MODIFIED", "object": _job("2")}]] * 20)
-    job, state, timed_out = watch.wait_for_job(batch, "n", "j", 3, clock=Clock())
+    batch = FakeBatch(lists=[(_job("1"), "1")], streams=[[{"type": "MODIFIED", "object": _job("2")}]] * 20)
+    job, state, timed_out = wait(batch, 3)
     assert (state, timed_out) == ("Running", True)
     assert job["metadata"]["resourceVersion"] == "2"
     assert all(1 <= c["timeout_seconds"] <= 3 for c in batch.watch_calls)
 
 
-def test_created_job_saves_the_first_read():
+def test_created_job_saves_the_first_list():
     complete = _job("4", [{"type": "Complete", "status": "True"}])
-    batch = FakeBatch(reads=[], streams=[[{"type": "MODIFIED", "object": complete}]])
-    assert watch.wait_for_job(batch, "n", "j", 60, clock=Clock(), job=_job("3"))[1] == "Complete"
+    batch = FakeBatch(lists=[], streams=[[{"type": "MODIFIED", "object": complete}]])
+    assert wait(batch, 60, job=_job("3"))[1] == "Complete"
+    assert [c["resource_version"] for c in batch.watch_calls] == ["3"]
 
 
 def test_other_api_errors_are_raised():
     batch = FakeBatch(
-        reads=[_job("1")],
+        lists=[(_job("1"), "1")],
         streams=[
-            [{"type": "ERROR", "object": {"kind": "Status", "code": 403, "reason": "Forbidden", "message": "no"}}]
+            [{"type": "ERROR", "object": {"kind": "Status", "code": 400, "reason": "BadRequest", "message": "no"}}]
         ],
     )
     with pytest.raises(ApiException) as caught:
-        watch.wait_for_job(batch, "n", "j", 60, clock=Clock())
-    assert caught.value.status == 403
+        wait(batch, 60)
+    assert caught.value.status == 400
 
 
 def test_tail():
@@ -196,11 +207,9 @@ def test_a_stuck_pod_ends_the_wait_with_its_problem_and_the_progress_seen():
         }
     )
     running = _job("2")
-    batch = FakeBatch(reads=[_job("1")], streams=[[{"type": "MODIFIED", "object": running}]] * 5)
+    batch = FakeBatch(lists=[(_job("1"), "1")], streams=[[{"type": "MODIFIED", "object": running}]] * 5)
     seen = []
-    outcome = watch.wait_for_job(
-        batch, "n", "j", 600, clock=Clock(), core=FakeCore([waiting, pulling]), progress=seen.append
-    )
+    outcome = wait(batch, 600, core=FakeCore([waiting, pulling]), progress=seen.append)
     job, state, timed_out = outcome
     assert (state, timed_out) == ("Stuck", False)
     assert (outcome.problem.pod, outcome.problem.reason) == ("j-abcde", "ImagePullBackOff")
@@ -213,6 +222,6 @@ def test_a_stuck_pod_ends_the_wait_with_its_problem_and_the_progress_seen():
 
 def test_without_core_the_pods_are_not_looked_at():
     complete = _job("4", [{"type": "Complete", "status": "True"}])
-    batch = FakeBatch(reads=[_job("1")], streams=[[{"type": "MODIFIED", "object": complete}]])
-    outcome = watch.wait_for_job(batch, "n", "j", 600, clock=Clock())
+    batch = FakeBatch(lists=[(_job("1"), "1")], streams=[[{"type": "MODIFIED", "object": complete}]])
+    outcome = wait(batch, 600)
     assert outcome == (complete, "Complete", False) and outcome.problem is None and outcome.progress == ()

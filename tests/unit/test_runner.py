@@ -33,7 +33,13 @@ TICKS = itertools.count()
 
 
 class FakeJobs:
-    """JobsClient's methods over a dict of Jobs; ``outcome(job) -> (job, state, timed_out)`` decides waits."""
+    """JobsClient's methods over a dict of Jobs; ``outcome(job) -> (job, state, timed_out)`` decides waits.
+
+    As the API server does, a name is taken once: ``create`` of a taken name returns None (409
+    AlreadyExists), and so does ``dry_run`` (False). ``server``: the API server's URL.
+    """
+
+    server = "https://fake-cluster:6443"
 
     def __init__(self, outcome=None, log="", finished_at=None):
         self.jobs = {}
@@ -48,8 +54,11 @@ class FakeJobs:
 
     def dry_run(self, namespace, manifest, option):
         job_utils.validate_template(manifest, option)
+        return manifest["metadata"]["name"] not in self.jobs
 
     def create(self, namespace, manifest, option):
+        if manifest["metadata"]["name"] in self.jobs:
+            return None
         self.serial += 1
         job = copy.deepcopy(manifest)
         job["metadata"].update(
