@@ -14,7 +14,7 @@ XDIST     := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: setup site run-project teardown test test-gates test-start lint sanity unit services manifests cluster molecule bench build docs
+.PHONY: setup site run-project teardown test test-gates test-start lint sanity unit services manifests cluster cluster-disruptive molecule bench build docs
 
 setup:
 	VENV=$(VENV) scripts/setup-controller
@@ -40,6 +40,7 @@ test: export MLFLOW_K8S_SKIPS := $(SKIPS)
 test: test-start
 	@echo "make test: $(TEST_JOBS) gates at a time (TEST_JOBS), the cluster suite first; each gate's output appears when it ends"
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(addprefix -f ,$(MAKEFILE_LIST)) test-gates
+	@$(MAKE) --no-print-directory $(addprefix -f ,$(MAKEFILE_LIST)) cluster-disruptive
 	@if [ -s "$(SKIPS)" ]; then \
 	  echo "make test: all gates passed; skipped: $$(paste -sd '|' "$(SKIPS)" | sed 's/|/; /g')"; \
 	else echo "make test: all gates passed, nothing skipped"; fi
@@ -74,6 +75,10 @@ manifests:
 # tests' times end the output: what to look at when the suite grows.
 cluster:
 	tests/cluster/run $(XDIST) $(if $(XDIST),--dist loadfile) --durations=30
+
+# The cluster tests that restart the rig's control plane: alone, when no other gate uses the cluster.
+cluster-disruptive:
+	tests/cluster/run --disruptive
 
 molecule:
 	tests/molecule/run

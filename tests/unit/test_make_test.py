@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GATES = ("lint", "sanity", "unit", "services", "manifests", "cluster", "molecule")
+# Every target make test runs: each is replaced by a stand-in, so none runs for real here
+# (cluster-disruptive would restart this machine's rig).
+GATES = ("lint", "sanity", "unit", "services", "manifests", "cluster", "molecule", "cluster-disruptive")
 
 
 def _make_test(
@@ -120,3 +122,15 @@ def test_pytest_skips_are_recorded(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     line = skips.read_text(encoding="utf-8").strip()
     assert line.startswith("pytest ") and line.endswith(": 1 skipped (no snapd here)"), line
+
+
+def test_the_disruptive_cluster_tests_run_after_every_other_gate(tmp_path):
+    """They restart the rig's control plane: nothing else may be using the cluster then."""
+    done = tmp_path / "done"
+    recipes = {gate: f"@sleep 0.5; echo {gate} >>{done}" for gate in GATES if gate != "cluster-disruptive"}
+    recipes["molecule"] = f"@sleep 1; echo molecule >>{done}"
+    recipes["cluster-disruptive"] = f"@echo disruptive-after $$(sort {done} | paste -sd, -)"
+    result = _make_test(tmp_path, "true", recipes)
+    assert result.returncode == 0, result.stdout + result.stderr
+    others = ",".join(sorted(gate for gate in GATES if gate != "cluster-disruptive"))
+    assert f"disruptive-after {others}" in result.stdout.splitlines()
