@@ -9,6 +9,7 @@ __metaclass__ = type
 
 import getpass
 import os
+import re
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import TrackingError
 
@@ -144,6 +145,7 @@ class Tracker(object):
         self.client = LimitedClient(
             MlflowClient(tracking_uri=tracking_uri), HTTP_LIMITS if http_limits is None else http_limits
         )
+        self._http_limits = HTTP_LIMITS if http_limits is None else http_limits
 
     def _fail(self, exc, action, option="tracking_uri"):
         return TrackingError(option, "the tracking server {0} failed to {1}: {2}".format(self.uri, action, exc))
@@ -241,6 +243,12 @@ class Tracker(object):
         except MlflowException as exc:
             raise self._fail(exc, "mark run {0} {1}".format(run_id, status)) from None
 
+    def grant_experiment_permission(self, username, experiment_id, permission="EDIT", option="tracking_uri"):
+        """``grant_experiment_permission`` with this tracker's URI and HTTP limits (True when changed)."""
+        return grant_experiment_permission(
+            LimitedClient(AuthApi(self.uri), self._http_limits), username, experiment_id, permission, option
+        )
+
     def log_text(self, run_id, text, path=LOG_ARTIFACT):
         try:
             self.client.log_text(run_id, text, path)
@@ -248,4 +256,110 @@ class Tracker(object):
             raise self._fail(exc, "store the log of run {0}".format(run_id)) from None
 
 
-__all__ = ["RunStatus", "TERMINAL", "Tracker", "run_tags"]
+# MLflow's basic-auth REST API as MLflow 3.17 and 3.18 serve it (mlflow/server/auth/routes.py):
+# the per-user grant of the unified permission API writes the user's own ``__user_<id>__`` role
+# and answers RESOURCE_ALREADY_EXISTS when that role holds the resource already (the contract of
+# MLflow 2's experiments/permissions/create); revoke takes it away. The per-resource endpoints of
+# MLflow 2 (/api/2.0/mlflow/experiments/permissions/create, .../update) are no longer served.
+AUTH_GRANT_PATH = "/api/3.0/mlflow/users/permissions/grant"
+AUTH_REVOKE_PATH = "/api/3.0/mlflow/users/permissions/revoke"
+AUTH_LIST_PATH = "/api/3.0/mlflow/users/permissions/list"
+EXPERIMENT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE")
+_USER_ROLE = re.compile(r"^__user_\d+__$")
+
+
+class AuthApi(object):
+    """The basic-auth requests a submitter makes, with the caller's own credentials
+    (MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN, as MlflowClient takes them)."""
+
+    def __init__(self, tracking_uri):
+        self.uri = tracking_uri
+
+    def request(self, path, method, **kwargs):
+        """(status, parsed JSON or text) of one request; only a server that cannot be reached raises."""
+        from mlflow.utils.credentials import get_default_host_creds
+        from mlflow.utils.rest_utils import http_request
+
+        response = http_request(get_default_host_creds(self.uri), path, method, raise_on_status=False, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        return response.status_code, body
+
+
+def _explicit_experiment_grant(body, experiment_id):
+    """The permission the user's own role grants on the experiment (None without one)."""
+    rows = body.get("permissions") if isinstance(body, dict) else None
+    for row in rows or []:
+        if (
+            _USER_ROLE.match(str(row.get("role_name") or ""))
+            and row.get("resource_type") == "experiment"
+            and str(row.get("resource_pattern")) == str(experiment_id)
+        ):
+            return row.get("permission")
+    return None
+
+
+def _grant_failure(status, body, username, experiment_id, permission):
+    """What a refused grant means, for the person running the submission."""
+    detail = body.get("message", body) if isinstance(body, dict) else str(body).strip()[:300]
+    if status == 401:
+        return "refused our credentials (401): set MLFLOW_TRACKING_USERNAME/PASSWORD in the environment"
+    if status == 403:
+        return (
+            "refused to grant {0} on experiment {1} to {2!r} (403): the submitter must be an MLflow admin "
+            "or hold MANAGE on the experiment".format(permission, experiment_id, username)
+        )
+    if status == 404 and not isinstance(body, dict):
+        return "does not serve MLflow's basic-auth API (404 on {0}): is basic auth on?".format(AUTH_GRANT_PATH)
+    if status == 404:
+        return "has no MLflow user {0!r} (404): {1}".format(username, detail)
+    return "failed to grant {0} on experiment {1} to {2!r} ({3}): {4}".format(
+        permission, experiment_id, username, status, detail
+    )
+
+
+def _already_granted(status, body):
+    return status == 400 and isinstance(body, dict) and body.get("error_code") == "RESOURCE_ALREADY_EXISTS"
+
+
+def grant_experiment_permission(api, username, experiment_id, permission="EDIT", option="tracking_uri"):
+    """Give MLflow user ``username`` ``permission`` on experiment ``experiment_id``, updating the
+    permission its own role already holds there; True when it changed anything.
+
+    ``api`` is an :class:`AuthApi` whose credentials are an admin's or hold MANAGE on the
+    experiment (what MLflow asks of both grant and revoke). The user's explicit grants are read
+    first (where the caller may read them), so an unchanged grant is reported unchanged. Another
+    permission already granted is revoked and granted again: for that moment the user has the
+    server's default permission. Failures are TrackingError naming ``option``.
+    """
+    if permission not in EXPERIMENT_PERMISSIONS:
+        raise TrackingError(
+            option, "permission must be one of {0}, got {1!r}".format(", ".join(EXPERIMENT_PERMISSIONS), permission)
+        )
+    grant = {
+        "username": username,
+        "resource_type": "experiment",
+        "resource_id": str(experiment_id),
+        "permission": permission,
+    }
+    try:
+        status, body = api.request(AUTH_LIST_PATH, "GET", params={"username": username})
+        if status == 200 and _explicit_experiment_grant(body, experiment_id) == permission:
+            return False
+        status, body = api.request(AUTH_GRANT_PATH, "POST", json=grant)
+        if _already_granted(status, body):  # another permission: MLflow updates by revoke + grant
+            revoke = dict((k, grant[k]) for k in ("username", "resource_type", "resource_id"))
+            status, body = api.request(AUTH_REVOKE_PATH, "POST", json=revoke)
+            if status == 200:
+                status, body = api.request(AUTH_GRANT_PATH, "POST", json=grant)
+    except MlflowException as exc:
+        raise TrackingError(option, "the tracking server {0} is unreachable: {1}".format(api.uri, exc)) from None
+    if status != 200:
+        message = _grant_failure(status, body, username, experiment_id, permission)
+        raise TrackingError(option, "the tracking server {0} {1}".format(api.uri, message))
+    return True
+
+
+__all__ = ["RunStatus", "TERMINAL", "Tracker", "run_tags", "AuthApi", "grant_experiment_permission"]

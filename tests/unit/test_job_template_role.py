@@ -74,8 +74,27 @@ def test_role_template_renders_to_a_valid_job(templates, case):
     pod = job["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["serviceAccountName"] == vars_.get("project_runner_service_account", "mlflow-project")
-    assert job["metadata"]["namespace"] == vars_.get("mlflow_k8s_namespace", "mlflow")
+    # Projects run in a namespace of their own, whatever the platform's (issue #27).
+    assert job["metadata"]["namespace"] == vars_.get("project_runner_namespace", "mlflow-projects")
     assert ("imagePullSecrets" in pod) == bool(vars_.get("project_runner_registry_server"))
     assert pod.get("nodeSelector", {}) == vars_.get("project_runner_node_selector", {})
     assert job["spec"].get("activeDeadlineSeconds") == vars_.get("project_runner_active_deadline_seconds")
     assert "{replaced" not in json.dumps(job)
+    # Pod Security "restricted" (tests/manifests/test_project_runner_security.py checks every rule).
+    user = vars_.get("project_runner_run_as_user", 1000)
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": user,
+        "runAsGroup": vars_.get("project_runner_run_as_group", 1000),
+        "fsGroup": vars_.get("project_runner_fs_group", 1000),
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = pod["containers"][0]
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    # HOME is a writable emptyDir for a user the image may not know; the run's env follows it.
+    env = [e["name"] for e in container["env"]]
+    assert env[0] == "HOME" and env[-3:] == ["MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"]
+    home = next(e["value"] for e in container["env"] if e["name"] == "HOME")
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == home
+    assert {"name": mount["name"], "emptyDir": {}} in pod["volumes"]
