@@ -191,6 +191,12 @@ class Runner(object):
             experiment_id = tracker.experiment_id(
                 params.get("experiment_name"), params.get("experiment_id"), create=not self.check_mode
             )
+        if params.get("tracking_grant_user") and not self.check_mode:
+            # The pods' own MLflow user may write to this experiment, and to no other: granted before
+            # the run exists, with the submitter's credentials (the pods never hold an admin's).
+            tracker.grant_experiment_permission(
+                params["tracking_grant_user"], experiment_id, "EDIT", option="tracking_grant_user"
+            )
         tags = tracking.run_tags(
             plan.project.directory, plan.entry_point.name, run_name=params.get("run_name"), source=plan.source
         )

@@ -116,6 +116,14 @@ options:
       - Its name, or a mapping with C(name), C(username_key) (default C(username)) and C(password_key) (default
         C(password)).
     type: raw
+  tracking_grant_user:
+    description:
+      - With basic auth, the MLflow user the pods log as (the one in O(tracking_auth_secret)). Before the run is
+        created it gets C(EDIT) on the run's experiment, granted with this module's own credentials (an admin's,
+        or C(MANAGE) on the experiment). The pods then need no admin password and can write to no other
+        experiment (playbooks/run_project.yml passes the project runner's user).
+      - Not granted in check mode; an existing grant is left as it is.
+    type: str
   allow_host_volumes:
     description:
       - Deprecated, kept so that playbooks passing it still run; it admits no host path by itself (V(true) only
@@ -664,6 +672,7 @@ def argument_spec():
         base_image={"type": "str"},
         snapshot_max_mb={"type": "int", "default": 200},
         tracking_auth_secret={"type": "raw", "no_log": False},
+        tracking_grant_user={"type": "str"},
         allow_host_volumes={"type": "bool", "default": False},
         host_path_allow={"type": "list", "elements": "str", "default": []},
         environment_allow={"type": "list", "elements": "str", "default": []},

@@ -94,9 +94,10 @@ def test_readme_run_project_command(playbook, dyn, platform, node_address):
     assert not any("<" in value for value in env.values()), f"a placeholder the test cannot fill: {env}"
     assert env["MLFLOW_TRACKING_URI"] == platform.url, (env, platform.url)
 
-    # The inventory decides the namespace (mlflow_k8s_namespace); the README gives none. The
-    # playbook creates it; it is deleted afterwards (and waited for) unless it existed before.
-    namespace = "mlflow"
+    # Projects run in a namespace of their own (project_runner_namespace's default); the README
+    # gives none. The playbook creates it; it is deleted afterwards (and waited for) unless it
+    # existed before.
+    namespace = "mlflow-projects"
     existed = _namespace_exists(dyn, namespace)
     try:
         result = playbook(ROOT / playbook_path, inventory=ROOT / inventory, extra_vars=extra, env=env)

@@ -245,7 +245,16 @@ def labelled(dyn, namespace):
     return found
 
 
-def test_teardown_finds_what_was_deployed_by_its_labels(playbook, site_vars, namespace, dyn, purge_afterwards):
+def test_teardown_finds_what_was_deployed_by_its_labels(
+    playbook, site_vars, namespace, dyn, make_namespace, purge_afterwards
+):
+    # Projects run in a namespace of their own, never the platform's (the role refuses that one).
+    with make_namespace("projects") as projects:
+        _teardown_finds_what_was_deployed_by_its_labels(playbook, site_vars, namespace, projects, dyn)
+
+
+def _teardown_finds_what_was_deployed_by_its_labels(playbook, site_vars, namespace, projects, dyn):
+    site_vars = {**site_vars, "project_runner_namespace": projects}
     deployed_with = {
         **site_vars,
         "database_engine": "mysql",
@@ -288,7 +297,7 @@ def test_teardown_finds_what_was_deployed_by_its_labels(playbook, site_vars, nam
             },
         },
     }
-    dyn.resources.get(api_version="batch/v1", kind="Job").create(body=job, namespace=namespace)
+    dyn.resources.get(api_version="batch/v1", kind="Job").create(body=job, namespace=projects)
     before = labelled(dyn, namespace)
     for kind, name in [
         ("StatefulSet", "mlflow-mysql"),
@@ -296,26 +305,33 @@ def test_teardown_finds_what_was_deployed_by_its_labels(playbook, site_vars, nam
         ("ConfigMap", "mlflow-mysql-scripts"),
         ("NetworkPolicy", "mlflow-mysql"),
         ("Deployment", "mlflow-server"),
+    ]:
+        assert (kind, name) in before, sorted(before)
+    before_projects = labelled(dyn, projects)
+    for kind, name in [
         ("ServiceAccount", "mlflow-project"),
         ("Role", "mlflow-project"),
         ("Secret", "mlflow-project-registry"),
+        ("NetworkPolicy", "mlflow-project-isolation"),
         ("Job", "wine-quality-1"),
     ]:
-        assert (kind, name) in before, sorted(before)
+        assert (kind, name) in before_projects, sorted(before_projects)
 
     # Teardown with today's defaults (database_engine unset: postgresql): the MySQL goes anyway.
     kept = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)
     assert kept.rc == 0, kept.summary()
     left = labelled(dyn, namespace)
     assert {kind for kind, _name in left} <= {"Secret", "PersistentVolumeClaim", "PersistentVolume"}, sorted(left)
-    assert ("Secret", "mlflow-database-credentials") in left and ("Secret", "mlflow-project-registry") in left
+    assert ("Secret", "mlflow-database-credentials") in left
     assert ("PersistentVolumeClaim", "mlflow-database") in left
+    assert labelled(dyn, projects) == {("Secret", "mlflow-project-registry")}
     again = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars=site_vars)
     assert again.rc == 0 and again.changed == 0, again.summary()
 
     purged = playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**site_vars, "purge": True})
     assert purged.rc == 0, purged.summary()
     assert labelled(dyn, namespace) == set()
+    assert labelled(dyn, projects) == set()
 
 
 def test_check_mode_on_a_bare_node_prints_the_plan_with_preflight_problems(playbook, tmp_path):

@@ -182,4 +182,5 @@ def test_control_plane_restart_during_the_wait_keeps_the_job_and_finishes_the_ru
     assert core.read_namespaced_pod(pod, namespace).status.phase == "Succeeded"
     mlflow_run = tracking["client"].get_run(outcome["run"]["run_id"])
     assert mlflow_run.info.status == "FINISHED"
-    assert "done" in outcome["logs"], (outcome["logs"], outcome.get("warnings"))  # read from the kubelet after the restart
+    # read from the kubelet after the restart
+    assert "done" in outcome["logs"], (outcome["logs"], outcome.get("warnings"))

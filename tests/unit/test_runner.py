@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 from mlflow.tracking import MlflowClient
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
-from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import pod_status, reconcile, watch
+from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import pod_status, reconcile, tracking, watch
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ClusterError, TemplateError
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.jobs_client import JobsClient
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
@@ -373,3 +373,22 @@ def test_call_passes_the_request_timeout_unless_told(client):
     client.call("x", lambda **kw: seen.append(kw))
     client.call("x", lambda **kw: seen.append(kw), request_timeout=False)
     assert "_request_timeout" in seen[0] and seen[1] == {}
+
+
+def test_the_pods_user_is_granted_edit_on_the_experiment_before_the_run_exists(submit, store, monkeypatch):
+    """tracking_grant_user: granted with the submitter's credentials before create_run; never in check mode."""
+    calls = []
+
+    def grant(self, username, experiment_id, permission="EDIT", option="tracking_uri"):
+        runs = store["client"].search_runs([experiment_id], "tags.mlflow.runName = 'granted'")
+        calls.append((username, experiment_id, permission, option, len(runs)))
+        return True
+
+    monkeypatch.setattr(tracking.Tracker, "grant_experiment_permission", grant)
+    runner(
+        submit(run_name="granted", tracking_grant_user="runner-mlflow-projects"), FakeJobs(), check_mode=True
+    ).present()
+    assert calls == []
+    result = runner(submit(run_name="granted", tracking_grant_user="runner-mlflow-projects"), FakeJobs()).present()
+    assert calls == [("runner-mlflow-projects", store["experiment_id"], "EDIT", "tracking_grant_user", 0)]
+    assert result["run"]["status"] == "RUNNING"
