@@ -181,18 +181,20 @@ def test_state_absent_deletes_job_and_kills_run(submit, tracking, watch_for, nam
     template["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
     submitted = run(mlflow_project_job, submit(job_template=template, parameters={"seconds": 600}))
     run_id = submitted["run"]["run_id"]
-    removed = run(
-        mlflow_project_job,
-        {"state": "absent", "namespace": namespace, "run_id": run_id, "kubeconfig": submit()["kubeconfig"]},
-    )
+    # The operator's tracking_uri: the module never follows the URI a Job's annotation names (issue #27).
+    absent = {
+        "state": "absent",
+        "namespace": namespace,
+        "run_id": run_id,
+        "kubeconfig": submit()["kubeconfig"],
+        "tracking_uri": tracking["uri"],
+    }
+    removed = run(mlflow_project_job, absent)
     assert removed["changed"] and removed["deleted"] == [submitted["job_name"]]
     assert removed["killed_runs"] == [run_id]
     assert _run(tracking, run_id).info.status == "KILLED"
     assert watch_for("batch/v1", "Job", namespace, submitted["job_name"], lambda obj: obj is None) is None
-    again = run(
-        mlflow_project_job,
-        {"state": "absent", "namespace": namespace, "run_id": run_id, "kubeconfig": submit()["kubeconfig"]},
-    )
+    again = run(mlflow_project_job, absent)
     assert not again["changed"]
 
 
@@ -296,7 +298,13 @@ def test_recovery_after_the_submitter_died(submit, tracking, watch_for, namespac
     assert _run(tracking, run_id).info.status == "RUNNING"
 
     # An _info module changes nothing by default: it reports the Job Failed and the run RUNNING.
-    reading = {"namespace": namespace, "kubeconfig": submit()["kubeconfig"], "logs": True}
+    # The operator's tracking_uri: the info module never follows the URI a Job's annotation names.
+    reading = {
+        "namespace": namespace,
+        "kubeconfig": submit()["kubeconfig"],
+        "logs": True,
+        "tracking_uri": tracking["uri"],
+    }
     looked = run(mlflow_project_job_info, reading)
     assert not looked["changed"]
     (item,) = looked["jobs"]
@@ -367,17 +375,18 @@ def test_invalid_job_is_refused_before_anything_exists(submit, batch, namespace,
 
 
 def test_failure_after_the_run_exists_leaves_nothing(submit, batch, namespace, tracking):
-    # FAKE, thin: the tracking server fails right after the Job was created (it cannot be made to
-    # fail on cue for real). Everything else is real: the Job must be deleted, the run FAILED.
-    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import tracking as tracking_utils
-    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import TrackingError
+    # FAKE, thin: the create call of the Job fails after the run exists (the API server cannot be
+    # made to fail on cue for real). Everything else is real: the module reads the Job back by its
+    # name from the cluster, finds none, and ends the run FAILED; no Job is left.
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import jobs_client
+    from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import ClusterError
 
-    def broken(self, run_id, tags):
-        raise TrackingError("tracking_uri", "the tracking server went away")
+    def broken(self, namespace, manifest, option):
+        raise ClusterError("kubeconfig", "the API server went away")
 
-    with mock.patch.object(tracking_utils.Tracker, "set_tags", broken):
+    with mock.patch.object(jobs_client.JobsClient, "create", broken):
         result = run(mlflow_project_job, submit(run_name="half-made", parameters={"seconds": 600}))
-    assert result["failed"] and result["option"] == "tracking_uri"
+    assert result["failed"] and result["option"] == "kubeconfig", result
     runs = tracking["client"].search_runs([tracking["experiment_id"]], "tags.mlflow.runName = 'half-made'")
     assert [r.info.status for r in runs] == ["FAILED"]
     remaining = [j for j in batch.list_namespaced_job(namespace).items if not j.metadata.deletion_timestamp]
