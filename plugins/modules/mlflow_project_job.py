@@ -41,7 +41,10 @@ description:
     the project content, entry point, parameters, run name, experiment, and everything else that shapes
     the Job: the image, the Job template and every option merged into it. A fixed template or another
     image is a new submission, even while the old Job (a failed one, say) is still there."
-  - Anything that fails after the run was created marks the run FAILED and deletes the Job.
+  - Anything that fails after the run was created but before its Job exists marks the run FAILED. Once the Job
+    exists only O(on_timeout=delete) at O(wait_timeout), a pod that can never run, and O(state=absent) delete it;
+    any other failure (the API server or the tracking server away) leaves the Job and the run for the next call,
+    which settles the run. A run whose Job is gone ends FAILED at the next call (RV(orphaned_runs)).
 author:
   - MLOps platform team (@mlops-platform)
 extends_documentation_fragment:
@@ -397,7 +400,7 @@ EXAMPLES = r"""
       alpha: 0.5
     tracking_uri: http://mlflow.example.com:30500
     job_tracking_uri: http://mlflow-server.mlflow.svc:5000
-    namespace: mlflow
+    namespace: mlflow-projects
     wait: true
   register: wine_snapshot
 
@@ -408,11 +411,11 @@ EXAMPLES = r"""
       alpha: 0.7
     tracking_uri: http://mlflow.example.com:30500
     job_tracking_uri: http://mlflow-server.mlflow.svc:5000
-    tracking_auth_secret:
-      name: mlflow-server-auth
-      username_key: admin-username
-      password_key: admin-password
-    namespace: mlflow
+    # The pods' own MLflow user (project_runner's Secret in the project namespace), granted EDIT on the
+    # experiment with this task's credentials: never the platform's admin Secret.
+    tracking_auth_secret: mlflow-project-tracking
+    tracking_grant_user: runner-mlflow-projects
+    namespace: mlflow-projects
 
 - name: Run the wine project with a prebuilt image and wait for it
   mlops.mlflow_k8s.mlflow_project_job:
@@ -476,10 +479,22 @@ job:
   returned: state=present
   type: dict
 job_name:
-  description: Name of the Job.
+  description:
+    - Name of the Job, the project's name and the first 16 hex digits of the identity (one Job per identity; the
+      API server refuses a second). With O(force) MLflow's timestamped form.
   returned: state=present
   type: str
-  sample: wine-quality-2026-11-22-15-30-00-123456
+  sample: wine-quality-3f2a9c0d1e4b5a69
+orphaned_runs:
+  description: Runs of this namespace whose Job is gone (submitter died, TTL, deleted), ended FAILED by this call.
+  returned: state=present, when there were any
+  type: list
+  elements: str
+superseded_runs:
+  description: Runs of the same identity that lost the race for the Job's name, ended KILLED by this call.
+  returned: state=present, when there were any
+  type: list
+  elements: str
 namespace:
   description: Namespace of the Job.
   returned: always
