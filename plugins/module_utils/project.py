@@ -329,6 +329,8 @@ def _git(args, cwd=None):
     """Run git with ``args`` (a list: no shell, nothing expanded), never waiting for a prompt."""
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
     try:
+        # Not AnsibleModule.run_command: this runs from module_utils with no module at hand (plan time).
+        # pylint: disable-next=ansible-bad-function
         return subprocess.run(  # noqa: S603 - an argument list, no shell; untrusted values follow checks and --
             ["git"] + list(args),
             cwd=cwd,

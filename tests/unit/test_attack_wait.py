@@ -532,7 +532,7 @@ def test_a_run_whose_submitter_died_before_its_job_fails_at_the_next_call(submit
     with pytest.raises(Died):
         runner(submit(run_name="died"), jobs).present()
     monkeypatch.undo()
-    (orphan,) = [r for r in store["client"].search_runs([store["experiment_id"]], "tags.mlflow.runName = 'died'")]
+    (orphan,) = store["client"].search_runs([store["experiment_id"]], "tags.mlflow.runName = 'died'")
     assert orphan.info.status == "RUNNING"
     jobs = FakeJobs()
     later = runner(submit(run_name="another-one"), jobs).present()  # any later call in that namespace

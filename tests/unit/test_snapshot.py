@@ -198,8 +198,8 @@ def test_pattern_matches_as_the_regex_it_replaced():
     checked = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "[[" in a set, as before
-        for _ in range(4000):
-            text = "".join(chooser.choice("ab/*?[]!-") for _ in range(chooser.randint(1, 7)))
+        for _round in range(4000):
+            text = "".join(chooser.choice("ab/*?[]!-") for _char in range(chooser.randint(1, 7)))
             anchored = chooser.random() < 0.5
             try:
                 oracle = _regex_oracle(text, anchored)
@@ -208,8 +208,8 @@ def test_pattern_matches_as_the_regex_it_replaced():
                     snapshot.Pattern(text, anchored)
                 continue
             pattern = snapshot.Pattern(text, anchored)
-            for _ in range(12):
-                path = "".join(chooser.choice("ab/-!") for _ in range(chooser.randint(0, 9)))
+            for _path in range(12):
+                path = "".join(chooser.choice("ab/-!") for _char in range(chooser.randint(0, 9)))
                 assert pattern.match(path) == bool(oracle.match(path)), (text, anchored, path)
                 checked += 1
     assert checked > 20000
