@@ -11,6 +11,7 @@ MLflow: the module alone moves the run (tests/cluster/test_project_snapshot.py h
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from unittest import mock
@@ -612,3 +613,37 @@ def test_one_module_defaults_group_covers_our_modules_and_kubernetes_core(playbo
     assert result.rc == 0, result.summary()
     assert result.task("Ours").result["jobs"] == []
     assert [r["metadata"]["name"] for r in result.task("kubernetes.core's").result["resources"]] == [namespace]
+
+
+def test_teardown_deletes_the_project_jobs_and_ends_their_runs_killed(submit, tracking, playbook, namespace, batch):
+    """The role's teardown (tasks_from: teardown) with the operator's tracking URI: the Job goes and
+    its run ends KILLED now, not FAILED at some later call's sweep; a second teardown finds nothing."""
+    submitted = run(mlflow_project_job, submit(parameters={"seconds": 600}, run_name="torn-down"))
+    run_id = submitted["run"]["run_id"]
+    assert _run(tracking, run_id).info.status == "RUNNING"
+    play = [
+        {
+            "name": "Tear the project namespace down as playbooks/teardown.yml does",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars": {"ansible_python_interpreter": sys.executable},
+            "tasks": [
+                {
+                    "ansible.builtin.include_role": {
+                        "name": "mlops.mlflow_k8s.project_runner",
+                        "tasks_from": "teardown",
+                    },
+                    "vars": {"project_runner_namespace": namespace, "project_runner_tracking_uri": tracking["uri"]},
+                }
+            ],
+        }
+    ]
+    first = playbook(play)
+    assert first.rc == 0, first.summary()
+    killed = first.task("Delete each project Job and end its run KILLED")
+    assert killed.changed, first.summary()
+    assert _run(tracking, run_id).info.status == "KILLED"
+    remaining = [j for j in batch.list_namespaced_job(namespace).items if not j.metadata.deletion_timestamp]
+    assert remaining == []
+    again = playbook(play)
+    assert again.rc == 0 and again.changed == 0, again.summary()
