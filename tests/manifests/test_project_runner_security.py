@@ -8,9 +8,9 @@ tests/manifests/cases/project_runner.yml is checked here against the roles it mu
   mlflow_server role's Deployment rendered with the same variables: namespace, labels, port) and
   ``project_runner_egress_extra``; no rule lets a pod reach the database role's pods or port;
 - the Job template, as mlflow_project_job renders it (also with the init container that fetches
-  the code), meets every rule of Pod Security "restricted" (``restricted_violations`` below, the
-  rules of https://kubernetes.io/docs/concepts/security/pod-security-standards/, itself proved on
-  pods broken on purpose);
+  the code), meets every rule of Pod Security "restricted" (``job.restricted_violations``, the
+  check mlflow_project_job makes before it creates a Job; tests/unit/test_job.py covers each rule,
+  and here it catches each breakage of the rendered template);
 - no Secret of the platform is rendered into, or referenced from, the project namespace.
 
 The rig's CNI does not enforce NetworkPolicy, so what the policy admits is proved here only;
@@ -40,130 +40,6 @@ CASE_IDS = [case.name for case in CASES]
 # The variables of another role a project_runner case shares with the platform it runs beside.
 PLATFORM_PREFIXES = ("mlflow_k8s_", "mlflow_server_")
 LEVELS = ("restricted", "baseline", "privileged")
-
-# -- Pod Security "restricted" (Kubernetes 1.25 and later: the policy's "latest") ------------------
-
-BASELINE_CAPABILITIES = frozenset(
-    {
-        "AUDIT_WRITE",
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "MKNOD",
-        "NET_BIND_SERVICE",
-        "SETFCAP",
-        "SETGID",
-        "SETPCAP",
-        "SETUID",
-        "SYS_CHROOT",
-    }
-)
-RESTRICTED_VOLUME_TYPES = frozenset(
-    {
-        "configMap",
-        "csi",
-        "downwardAPI",
-        "emptyDir",
-        "ephemeral",
-        "image",
-        "persistentVolumeClaim",
-        "projected",
-        "secret",
-    }
-)
-SAFE_SYSCTLS = frozenset(
-    {
-        "kernel.shm_rmid_forced",
-        "net.ipv4.ip_local_port_range",
-        "net.ipv4.ip_unprivileged_port_start",
-        "net.ipv4.tcp_syncookies",
-        "net.ipv4.ping_group_range",
-        "net.ipv4.ip_local_reserved_ports",
-        "net.ipv4.tcp_keepalive_time",
-        "net.ipv4.tcp_fin_timeout",
-        "net.ipv4.tcp_keepalive_intvl",
-        "net.ipv4.tcp_keepalive_probes",
-    }
-)
-
-
-def restricted_violations(pod_spec: dict[str, Any]) -> list[str]:
-    """Every rule of Pod Security "restricted" (baseline's included) that ``pod_spec`` breaks."""
-    errors: list[str] = []
-    pod_sc = pod_spec.get("securityContext") or {}
-    containers = [
-        (group, c)
-        for group in ("initContainers", "containers", "ephemeralContainers")
-        for c in pod_spec.get(group) or []
-    ]
-    for key in ("hostNetwork", "hostPID", "hostIPC"):
-        if pod_spec.get(key):
-            errors.append(f"{key} is true")
-    for volume in pod_spec.get("volumes") or []:
-        kinds = set(volume) - {"name"}
-        if not kinds <= RESTRICTED_VOLUME_TYPES:
-            errors.append(f"volume {volume.get('name')}: type {sorted(kinds - RESTRICTED_VOLUME_TYPES)}")
-    for sysctl in pod_sc.get("sysctls") or []:
-        if sysctl.get("name") not in SAFE_SYSCTLS:
-            errors.append(f"sysctl {sysctl.get('name')}")
-    if (pod_sc.get("windowsOptions") or {}).get("hostProcess"):
-        errors.append("pod: windowsOptions.hostProcess")
-    if pod_sc.get("runAsUser") == 0:
-        errors.append("pod: runAsUser 0")
-    pod_seccomp = (pod_sc.get("seccompProfile") or {}).get("type")
-    if pod_seccomp == "Unconfined":
-        errors.append("pod: seccompProfile Unconfined")
-    for what, sc in [("pod", pod_sc)] + [
-        (f"{g} {c.get('name')}", c.get("securityContext") or {}) for g, c in containers
-    ]:
-        selinux = sc.get("seLinuxOptions") or {}
-        if selinux.get("user") or selinux.get("role"):
-            errors.append(f"{what}: seLinuxOptions user/role")
-        if selinux.get("type") not in (
-            None,
-            "",
-            "container_t",
-            "container_init_t",
-            "container_kvm_t",
-            "container_engine_t",
-        ):
-            errors.append(f"{what}: seLinuxOptions type {selinux.get('type')}")
-        if (sc.get("appArmorProfile") or {}).get("type") == "Unconfined":
-            errors.append(f"{what}: appArmorProfile Unconfined")
-    for group, container in containers:
-        what = f"{group} {container.get('name')}"
-        sc = container.get("securityContext") or {}
-        if sc.get("privileged"):
-            errors.append(f"{what}: privileged")
-        if (sc.get("windowsOptions") or {}).get("hostProcess"):
-            errors.append(f"{what}: windowsOptions.hostProcess")
-        if sc.get("procMount") not in (None, "Default"):
-            errors.append(f"{what}: procMount {sc.get('procMount')}")
-        if any(port.get("hostPort") for port in container.get("ports") or []):
-            errors.append(f"{what}: hostPort")
-        if sc.get("allowPrivilegeEscalation") is not False:
-            errors.append(f"{what}: allowPrivilegeEscalation is not false")
-        if sc.get("runAsNonRoot") is False or (
-            sc.get("runAsNonRoot") is None and pod_sc.get("runAsNonRoot") is not True
-        ):
-            errors.append(f"{what}: runAsNonRoot is not true (pod or container)")
-        if sc.get("runAsUser") == 0:
-            errors.append(f"{what}: runAsUser 0")
-        seccomp = (sc.get("seccompProfile") or {}).get("type") or pod_seccomp
-        if seccomp not in ("RuntimeDefault", "Localhost"):
-            errors.append(f"{what}: seccompProfile {seccomp} (RuntimeDefault or Localhost, pod or container)")
-        capabilities = sc.get("capabilities") or {}
-        if "ALL" not in (capabilities.get("drop") or []):
-            errors.append(f"{what}: capabilities do not drop ALL")
-        added = set(capabilities.get("add") or [])
-        if added - {"NET_BIND_SERVICE"}:
-            errors.append(f"{what}: capabilities add {sorted(added - {'NET_BIND_SERVICE'})}")
-        if added - BASELINE_CAPABILITIES:
-            errors.append(f"{what}: capabilities add beyond baseline {sorted(added - BASELINE_CAPABILITIES)}")
-    return errors
-
 
 # -- Rendering ------------------------------------------------------------------------------------
 
@@ -447,7 +323,7 @@ def test_job_template_passes_restricted(runner, name, delivery):
         job = snapshot_job.add_code_delivery(job, "http://mlflow:5000/code.tar.gz", "0" * 64, secret)
         assert [c["name"] for c in job["spec"]["template"]["spec"]["initContainers"]] == [snapshot_job.INIT_CONTAINER]
     pod = job["spec"]["template"]["spec"]
-    assert restricted_violations(pod) == []
+    assert job_utils.restricted_violations(pod, path="spec") == []
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsUser"] == _case(name).vars.get("project_runner_run_as_user", 1000)
 
@@ -455,12 +331,21 @@ def test_job_template_passes_restricted(runner, name, delivery):
 @pytest.mark.parametrize(
     ("breakage", "expected"),
     [
-        (lambda p: p["securityContext"].pop("runAsNonRoot"), "runAsNonRoot is not true"),
-        (lambda p: p["securityContext"].update(runAsUser=0), "pod: runAsUser 0"),
-        (lambda p: p["securityContext"].pop("seccompProfile"), "seccompProfile None"),
-        (lambda p: p["securityContext"].update(seccompProfile={"type": "Unconfined"}), "seccompProfile Unconfined"),
+        (lambda p: p["securityContext"].pop("runAsNonRoot"), "spec.securityContext.runAsNonRoot must be true"),
+        (lambda p: p["securityContext"].update(runAsUser=0), "spec.securityContext.runAsUser must not be 0"),
+        (
+            lambda p: p["securityContext"].pop("seccompProfile"),
+            "spec.securityContext.seccompProfile.type must be RuntimeDefault",
+        ),
+        (
+            lambda p: p["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+            "spec.securityContext.seccompProfile.type must not be Unconfined",
+        ),
         (lambda p: p["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"), "allowPrivilegeEscalation"),
-        (lambda p: p["containers"][0]["securityContext"].pop("capabilities"), "do not drop ALL"),
+        (
+            lambda p: p["containers"][0]["securityContext"].pop("capabilities"),
+            "spec.containers[0].securityContext.capabilities.drop must hold ALL",
+        ),
         (lambda p: p["containers"][0]["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]), "SYS_ADMIN"),
         (lambda p: p["containers"][0]["securityContext"].update(privileged=True), "privileged"),
         (lambda p: p.update(hostNetwork=True), "hostNetwork"),
@@ -468,7 +353,7 @@ def test_job_template_passes_restricted(runner, name, delivery):
         (lambda p: p["containers"][0].update(ports=[{"containerPort": 80, "hostPort": 80}]), "hostPort"),
         (
             lambda p: p.setdefault("initContainers", []).append({"name": "init", "image": "busybox"}),
-            "initContainers init: allowPrivilegeEscalation",
+            "spec.initContainers[0].securityContext.allowPrivilegeEscalation must be false",
         ),
     ],
     ids=[
@@ -489,7 +374,7 @@ def test_job_template_passes_restricted(runner, name, delivery):
 def test_restricted_check_catches_each_breakage(runner, breakage, expected):
     pod = _rendered_job(runner["defaults"]["job_template"])["spec"]["template"]["spec"]
     breakage(pod)
-    errors = restricted_violations(pod)
+    errors = job_utils.restricted_violations(pod, path="spec")
     assert any(expected in e for e in errors), errors
 
 
