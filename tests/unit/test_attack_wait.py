@@ -23,7 +23,6 @@ import pytest
 import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from mlflow.tracking import MlflowClient
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import reconcile, tracking, watch
@@ -31,7 +30,7 @@ from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import Clu
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.jobs_client import JobsClient
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.runner import Runner
 from ansible_collections.mlops.mlflow_k8s.plugins.modules import mlflow_project_job_info
-from tests.unit.test_runner import NOW, PROJECTS, FakeJobs, ends, params
+from tests.unit.test_runner import NOW, FakeJobs, ends, params
 
 TICKS = itertools.count()
 
@@ -256,32 +255,6 @@ def test_the_wait_gives_up_naming_the_job_and_the_outage():
 
 
 # -- the runner: nothing after the Job exists destroys it -------------------------------------
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow = MlflowClient(uri)
-    experiment_id = mlflow.create_experiment("attack", artifact_location=str(root / "artifacts"))
-    return {"uri": uri, "client": mlflow, "experiment_id": experiment_id}
-
-
-@pytest.fixture
-def submit(store):
-    def make(**extra):
-        base = {
-            "project_uri": str(PROJECTS / "wine"),
-            "image": "registry.local/wine:1",
-            "parameters": {"alpha": 0.5},
-            "tracking_uri": store["uri"],
-            "experiment_id": store["experiment_id"],
-            "namespace": "ns",
-        }
-        base.update(extra)
-        return params(**base)
-
-    return make
 
 
 def runner(values, jobs, tracker=None, clock=None, warn=None):

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from kubernetes.client.rest import ApiException
-from mlflow.tracking import MlflowClient
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import pod_status, reconcile, tracking, watch
@@ -125,36 +124,10 @@ def still_running(job):
     return copy.deepcopy(job), "Running", True
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    experiment_id = client.create_experiment("runner", artifact_location=str(root / "artifacts"))
-    return {"uri": uri, "client": client, "experiment_id": experiment_id}
-
-
 def params(module=mlflow_project_job, **extra):
     values = {k: v.get("default") for k, v in module.argument_spec().items()}
     values.update(extra)
     return values
-
-
-@pytest.fixture
-def submit(store):
-    def make(**extra):
-        base = {
-            "project_uri": str(PROJECTS / "wine"),
-            "image": "registry.local/wine:1",
-            "parameters": {"alpha": 0.5},
-            "tracking_uri": store["uri"],
-            "experiment_id": store["experiment_id"],
-            "namespace": "ns",
-        }
-        base.update(extra)
-        return params(**base)
-
-    return make
 
 
 def runner(values, jobs, check_mode=False, warn=None):
