@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.harness import cluster as cluster_harness
 from tests.harness.playbook import Result, run_playbook
@@ -229,6 +230,17 @@ def playbook(kubeconfig: str) -> Callable[..., Result]:
         return run_playbook(playbook_, env=env, **kwargs)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tracking(tmp_path_factory):
+    """A real MLflow tracking store (SQLite) and an experiment whose artifacts stay in tmp: the
+    store the module-level project tests log to (the pods never talk to it)."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("cluster-tests", artifact_location=str(root / "artifacts"))
+    return {"uri": uri, "client": client, "experiment_id": experiment_id}
 
 
 # -- site.yml on the session's cluster ----------------------------------------------------------

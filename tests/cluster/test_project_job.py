@@ -18,7 +18,6 @@ from unittest import mock
 
 import pytest
 from kubernetes import client as k8s_client
-from mlflow.tracking import MlflowClient
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.modules import mlflow_project_job, mlflow_project_job_info
@@ -41,16 +40,6 @@ entry_points:
 # until its namespace is gone, and the module fails at once on a pod the scheduler finds no room
 # for ("Insufficient cpu"): a request of 0 always fits.
 SMALL = {"requests": {"cpu": "0", "memory": "16Mi"}}
-
-
-@pytest.fixture(scope="session")
-def tracking(tmp_path_factory):
-    """A real MLflow tracking store (SQLite) and an experiment whose artifacts stay in tmp."""
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    experiment_id = client.create_experiment("cluster-tests", artifact_location=str(root / "artifacts"))
-    return {"uri": uri, "client": client, "experiment_id": experiment_id}
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s_client
-from mlflow.tracking import MlflowClient
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils import job as job_utils
 from ansible_collections.mlops.mlflow_k8s.plugins.modules import mlflow_project_job
@@ -94,16 +93,6 @@ def _rig_script(rig, name):
     )
     assert done.returncode == 0, f"{name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     return done
-
-
-@pytest.fixture
-def tracking(tmp_path):
-    root = tmp_path / "mlflow"
-    root.mkdir()
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow = MlflowClient(uri)
-    experiment_id = mlflow.create_experiment("api-restart", artifact_location=str(root / "artifacts"))
-    return {"uri": uri, "client": mlflow, "experiment_id": experiment_id}
 
 
 @pytest.fixture
