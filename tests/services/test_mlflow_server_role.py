@@ -134,89 +134,6 @@ def _smoke(base_url: str, **extra_vars: object):
     )
 
 
-def _alembic_head(uri: str, table: str = "alembic_version") -> str:
-    engine = sqlalchemy.create_engine(uri)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sqlalchemy.text(f"SELECT version_num FROM {table}")).scalar_one()  # noqa: S608
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture
-def backend_uri(postgres_backend_uri: str) -> str:
-    """PostgreSQL only: the rendered server on MySQL (MariaDB) runs on real pods in the molecule
-    scenario site and tests/cluster/test_day_two.py, and here in the log-batch test below."""
-    return postgres_backend_uri
-
-
-# Not marked controller: what ansible-core renders is checked on both lines by the manifests
-# suite; starting the rendered server is the same on either.
-def test_rendered_server_runs_and_passes_the_smoke_check(
-    backend_uri: str, mlflow_server: Callable[..., Server], tmp_path: Path
-) -> None:
-    port = 5000  # the Service port named in --allowed-hosts; the harness binds its own free port
-    manifests = _role.render_manifests(_role_vars(tmp_path, port))
-    secret_values = {URI_SECRET: backend_uri}
-
-    # The pod spec carries the URI only as a secretKeyRef: no value anywhere in it.
-    assert backend_uri not in str(manifests)
-    assert sqlalchemy.engine.make_url(backend_uri).password not in str(manifests)  # the password
-
-    # The init container: `mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"`, expanded by the shell.
-    init = _run_init(manifests, "db-upgrade", secret_values, tmp_path)
-    assert init.returncode == 0, init.stdout + init.stderr
-    head = _alembic_head(backend_uri)
-    assert head, "mlflow db upgrade left no alembic version"
-    again = _run_init(manifests, "db-upgrade", secret_values, tmp_path)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert _alembic_head(backend_uri) == head
-
-    args, env = _role.server_args_and_env(manifests, secret_values)
-    assert "--backend-store-uri" not in args
-    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    # The harness passes the backend URI the same way: MLFLOW_BACKEND_STORE_URI.
-    assert env["MLFLOW_BACKEND_STORE_URI"] == backend_uri
-    server = mlflow_server(backend_uri, args=args, env=env)
-    url = server.url
-    search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
-    # Hosts the role allowed: the NodePort on the node address, the Service's names with the port.
-    for host in (
-        f"{NODE_ADDRESS}:{NODE_PORT}",
-        f"mlflow-server.mlflow.svc.cluster.local:{port}",
-        f"mlflow-server:{port}",
-        f"localhost:{port}",
-    ):
-        resp = requests.get(search, headers={"Host": host}, timeout=30)
-        assert resp.status_code == 200, (host, resp.status_code, resp.text[:200])
-    # Any other host, including a private address MLflow's own default would let through.
-    for host in ("evil.example.org", "10.99.99.99:5000", f"{NODE_ADDRESS}:{NODE_PORT + 1}"):
-        resp = requests.get(search, headers={"Host": host}, timeout=30)
-        assert resp.status_code == 403, (host, resp.status_code, resp.text[:200])
-        assert "Invalid Host header" in resp.text
-
-    first = _smoke(url)
-    assert first.rc == 0, first.summary()
-    assert first.changed == 0, first.summary()
-    second = _smoke(url)  # the experiment exists now: looked up, not created
-    assert second.rc == 0, second.summary()
-    assert second.changed == 0, second.summary()
-    assert second.task("mlops.mlflow_k8s.mlflow_server : Create the smoke-check experiment").skipped
-
-    # One smoke run serves every check: a re-run leaves MLflow as it found it.
-    client = mlflow.tracking.MlflowClient(url)
-    experiment = client.get_experiment_by_name("mlflow-k8s-smoke")
-    runs = client.search_runs([experiment.experiment_id])
-    assert [r.info.run_name for r in runs] == ["ansible-smoke"], runs
-    assert len(client.get_metric_history(runs[0].info.run_id, "smoke")) == 1
-    # The artifact went through the proxy onto --artifacts-destination.
-    uploaded = list((tmp_path / "artifacts").rglob("smoke.txt"))
-    assert len(uploaded) == 1, uploaded
-
-    refused = _smoke(url, mlflow_server_smoke_host="evil.example.org")
-    assert refused.rc != 0, "the smoke check passed with a Host header the server must refuse"
-
-
 @pytest.fixture
 def auth_database(services: dict[str, str]) -> Iterator[str]:
     """A second fresh PostgreSQL database, for the basic-auth store."""
@@ -903,11 +820,14 @@ def test_gate_spreads_keep_alive_connections_over_the_workers(
     for thread in threads:
         thread.start()
     try:
-        spread = []
-        for _look in range(40):
+        # Until the connections are spread and every client has had an answer (a busy machine
+        # serves the first calls late), or 60 s.
+        spread, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline:
             time.sleep(0.25)
             spread = _role.connections_by_process(port)
-            if len(spread) == 2 and sum(spread) == clients and spread[0] - spread[1] <= 2:
+            even = len(spread) == 2 and sum(spread) == clients and spread[0] - spread[1] <= 2
+            if even and served[0] >= clients:
                 break
     finally:
         stop.set()
