@@ -71,10 +71,12 @@ manifests:
 
 # On real pods: the cluster KUBECONFIG names, or this machine's rig (tests/rig/up); skipped,
 # with the reason in the last line, without either. loadfile: a file's tests run in their order
-# on one worker (test_day_two.py's share one platform and build on each other). The slowest
-# tests' times end the output: what to look at when the suite grows.
+# on one worker (test_day_two.py's share one platform and build on each other); the files go out
+# longest first (tests/cluster/conftest.py's LONGEST_FIRST; --no-loadscope-reorder keeps that
+# order instead of xdist's by number of tests). The slowest tests' times end the output: what to
+# look at when the suite grows.
 cluster:
-	tests/cluster/run $(XDIST) $(if $(XDIST),--dist loadfile) --durations=30
+	tests/cluster/run $(XDIST) $(if $(XDIST),--dist loadfile --no-loadscope-reorder) --durations=30
 
 # The cluster tests that restart the rig's control plane: alone, when no other gate uses the cluster.
 cluster-disruptive:

@@ -53,6 +53,30 @@ class ClusterTarget:
     detail: str  # the probe's JSON: version and Ready nodes
 
 
+# The files that take longest on real pods, longest first: pytest-xdist (make cluster: --dist
+# loadfile --no-loadscope-reorder) hands the files to the workers in collection order, and a long
+# file started last would end the run alone. The figures: the durations make cluster prints.
+LONGEST_FIRST = (
+    "test_day_two.py",
+    "test_site.py",
+    "test_mysql_platform.py",
+    "test_project_job.py",
+    "test_storage_database.py",
+    "test_project_namespace_security.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the files of LONGEST_FIRST first, in its order; the others after them, as collected
+    (a file's tests keep their order)."""
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable
+
+
 @pytest.fixture(scope="session")
 def cluster() -> ClusterTarget:
     """The session's Kubernetes (skips every test that needs it when there is none)."""
@@ -378,3 +402,34 @@ def platform(
     if error:
         pytest.fail(f"the shared platform did not converge (site.yml):\n{error}")
     return Platform(**outcome)
+
+
+LABELLED_KINDS = [
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "Service"),
+    ("v1", "ServiceAccount"),
+    ("v1", "PersistentVolumeClaim"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "Deployment"),
+    ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+]
+
+
+def labelled(dyn, namespace):
+    """Every object in the namespace carrying the collection's part-of label, as {(kind, name)}."""
+    found = set()
+    for api_version, kind in LABELLED_KINDS:
+        items = dyn.resources.get(api_version=api_version, kind=kind).get(
+            namespace=namespace, label_selector="app.kubernetes.io/part-of=mlflow-k8s"
+        )
+        found |= {(kind, item.metadata.name) for item in items.items}
+    pvs = dyn.resources.get(api_version="v1", kind="PersistentVolume").get().items
+    found |= {
+        ("PersistentVolume", pv.metadata.name) for pv in pvs if (pv.spec.claimRef or {}).get("namespace") == namespace
+    }
+    return found

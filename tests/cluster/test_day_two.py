@@ -9,8 +9,8 @@ real pod's: the dump and archive names come from what the Jobs printed and are l
 backup volume (a hostPath directory on this node), the runs are logged and read back through the
 tracking server's NodePort with MlflowClient. A recorder thread polls the namespace (and the
 server's /version) while a playbook runs, so the order is read from the cluster, not from the
-playbook's own report. A second platform (MySQL, a ReadWriteOnce artifacts claim) shows the
-backup needs the server's node, and the MySQL minor/major rules.
+playbook's own report. A second platform (MySQL, a ReadWriteOnce artifacts claim) is in
+tests/cluster/test_mysql_platform.py, so that it runs beside this file's ordered tests.
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ import pytest
 from tests.cluster.conftest import (
     WAIT_TIMEOUT,
     fresh_namespace,
-    inventory,
     node_port_for,
     role_default,
     site_vars_for,
     watch_until,
 )
+from tests.cluster.day_two import DayTwo, assert_minor_rolls_major_refused, converge, purge
 from tests.harness import cluster as cluster_harness
-from tests.harness.playbook import run_playbook
 
 pytestmark = pytest.mark.cluster
 
@@ -51,59 +50,9 @@ DUMP_NAME = re.compile(r"^mlflow-postgresql-\d{8}T\d{6}Z\.dump$")
 # -- the platform the day_two group shares ---------------------------------------------------
 
 
-class DayTwo:
-    """The converged platform: its namespace, variables and how to reach it."""
-
-    def __init__(self, kubeconfig: str, k8s: Any, dyn: Any, namespace: str, site: dict, url: str) -> None:
-        self.kubeconfig = kubeconfig
-        self.k8s = k8s
-        self.dyn = dyn
-        self.namespace = namespace
-        self.site = site
-        self.url = url
-
-    def play(self, playbook: Any, **extra: Any):
-        """Run a playbook with the platform's variables (``extra`` on top), and check=, tags=."""
-        check = extra.pop("check", False)
-        tags = extra.pop("tags", None)
-        env = {"K8S_AUTH_KUBECONFIG": self.kubeconfig, "KUBECONFIG": self.kubeconfig}
-        inv = inventory() if isinstance(playbook, str) else None
-        kwargs: dict[str, Any] = {"check": check, "env": env}
-        if tags:
-            kwargs["tags"] = tags
-        return run_playbook(playbook, inventory=inv, extra_vars={**self.site, **extra}, **kwargs)
-
-    def client(self):
-        from mlflow.tracking import MlflowClient
-
-        return MlflowClient(tracking_uri=self.url)
-
-    def host_dir(self, claim: str) -> Path:
-        """The hostPath directory behind a claim (every volume is on this node)."""
-        from kubernetes import client
-
-        core = client.CoreV1Api(self.k8s)
-        pvc = core.read_namespaced_persistent_volume_claim(claim, self.namespace)
-        return Path(core.read_persistent_volume(pvc.spec.volume_name).spec.host_path.path)
-
-    def backups(self) -> set[str]:
-        return {p.name for p in self.host_dir("mlflow-database-backup").iterdir()}
-
-
-def _converge(kubeconfig: str, namespace: str, site: dict):
-    env = {"K8S_AUTH_KUBECONFIG": kubeconfig, "KUBECONFIG": kubeconfig}
-    return run_playbook("playbooks/site.yml", inventory=inventory(), extra_vars=site, env=env)
-
-
-def _purge(kubeconfig: str, site: dict) -> None:
-    env = {"K8S_AUTH_KUBECONFIG": kubeconfig, "KUBECONFIG": kubeconfig}
-    done = run_playbook("playbooks/teardown.yml", inventory=inventory(), extra_vars={**site, "purge": True}, env=env)
-    assert done.rc == 0, done.summary()
-
-
 # The tests of this file run in their order on one pytest-xdist worker (make cluster: --dist
-# loadfile), the ones using this platform one after another. Session scope all the same: a
-# module fixture would be converged again if anything ran another module's test between them.
+# loadfile). Session scope: a module fixture would be converged again if another module's test
+# ran between them.
 @pytest.fixture(scope="session")
 def day_two(kubeconfig, k8s, dyn, node_name, node_address, tmp_path_factory) -> Any:
     """site.yml once: PostgreSQL, MLflow 3.17.2, backups (keep 5), gc (runs deleted 1 s ago go)
@@ -121,13 +70,13 @@ def day_two(kubeconfig, k8s, dyn, node_name, node_address, tmp_path_factory) -> 
             mlflow_server_metrics_enabled=True,
         )
         started = time.monotonic()
-        result = _converge(kubeconfig, namespace, site)
+        result = converge(kubeconfig, namespace, site)
         try:
             assert result.rc == 0, result.summary()
             print(f"\n[day two] site.yml converged {namespace} in {time.monotonic() - started:.0f} s")
             yield DayTwo(kubeconfig, k8s, dyn, namespace, site, f"http://{node_address}:{port}")
         finally:
-            _purge(kubeconfig, site)
+            purge(kubeconfig, site)
 
 
 # -- what runs the tests watch and start -------------------------------------------------------
@@ -374,7 +323,34 @@ def test_metrics_endpoint_counts_the_requests(day_two) -> None:
     # Labelled with the server's version (the exporter's group_by) and the method and status.
     samples = [s for s in families["mlflow_http_request"].samples if s.name == "mlflow_http_request_total"]
     assert any(s.labels.get("method") == "POST" and s.labels.get("status") == "200" for s in samples), samples
-    # Another Host than the allowed ones is refused: /metrics stays behind the Host check.
+    # Prometheus scrapes a pod by its address: that Host is allowed (the role's pod-address
+    # pattern); another one is refused: /metrics stays behind the Host check.
+    from kubernetes import client
+
+    (pod,) = (
+        client.CoreV1Api(day_two.k8s)
+        .list_namespaced_pod(day_two.namespace, label_selector="app.kubernetes.io/name=mlflow-server")
+        .items
+    )
+    by_pod = requests.get(f"{day_two.url}/metrics", headers={"Host": f"{pod.status.pod_ip}:5000"}, timeout=30)
+    assert by_pod.status_code == 200, (by_pod.status_code, by_pod.text[:500])
+    assert "mlflow_http_request_total" in by_pod.text
+    # The workers share their counts through files in the role's multiprocess directory.
+    from kubernetes.stream import stream
+
+    metrics_dir = role_default("mlflow_server", "mlflow_server_metrics_dir")
+    listed = stream(
+        client.CoreV1Api(day_two.k8s).connect_get_namespaced_pod_exec,
+        pod.metadata.name,
+        day_two.namespace,
+        container=pod.spec.containers[0].name,
+        command=["ls", "-A", metrics_dir],
+        stdout=True,
+        stderr=True,
+        stdin=False,
+        tty=False,
+    )
+    assert ".db" in listed, f"no multiprocess files in {metrics_dir}: {listed!r}"
     refused = requests.get(f"{day_two.url}/metrics", headers={"Host": "evil.example:80"}, timeout=30)
     assert refused.status_code == 403, refused.status_code
 
@@ -611,71 +587,6 @@ def test_postgresql_minor_upgrade_rolls_and_major_is_refused(day_two, k8s) -> No
     assert_minor_rolls_major_refused(day_two, k8s, "postgresql")
 
 
-DATABASE_IMAGES = {
-    "postgresql": (
-        ("docker.io/library/postgres:17.6-bookworm", True),
-        ("docker.io/library/postgres:17.7-bookworm", True),  # tests/rig/aliases: the same server
-        ("docker.io/library/postgres:18.1-bookworm", False),
-    ),
-    # MySQL's major version is its release series: 8.4.x -> 8.4.y rolls, 9.x is refused.
-    "mysql": (
-        ("docker.io/library/mysql:8.4.6", True),
-        ("docker.io/library/mysql:8.4.7", True),
-        ("docker.io/library/mysql:9.4.0", False),
-    ),
-}
-
-
-def assert_minor_rolls_major_refused(platform: DayTwo, k8s, engine: str) -> None:
-    """site.yml's database part with each image in turn: the minor one rolls the StatefulSet to a
-    new pod that is Ready on the same claim, volume and credentials; the major one is refused."""
-    from kubernetes import client
-
-    core, apps = client.CoreV1Api(k8s), client.AppsV1Api(k8s)
-    ns = platform.namespace
-    images = DATABASE_IMAGES[engine]
-    claim = secret = None
-    for image, ok in images:
-        pod_before = core.read_namespaced_pod(f"mlflow-{engine}-0", ns).metadata.uid
-        result = platform.play(
-            "playbooks/site.yml",
-            tags=["cluster", "storage", "database"],
-            mlflow_server_smoke=False,
-            **{f"database_{engine}_image": image},
-        )
-        sts = apps.read_namespaced_stateful_set(f"mlflow-{engine}", ns)
-        running = sts.spec.template.spec.containers[0].image
-        pod = core.read_namespaced_pod(f"mlflow-{engine}-0", ns)
-        if ok:
-            assert result.rc == 0, result.summary()
-            assert running == image
-            assert pod.spec.containers[0].image == image and pod.status.container_statuses[0].ready, pod.status
-            if image != images[0][0]:
-                assert pod.metadata.uid != pod_before, "the StatefulSet did not roll"
-        else:
-            assert result.rc != 0
-            message = result.failed_tasks()[0].msg
-            major = image.rsplit(":", 1)[1].rsplit(".", 1)[0] if engine == "mysql" else image.split(":")[1][:2]
-            assert f"major version {major}" in message and "playbooks/restore.yml" in message, message
-            assert running == images[1][0]
-            assert pod.metadata.uid == pod_before
-        # The data stays: the same claim on the same volume, the same credentials.
-        pvc = core.read_namespaced_persistent_volume_claim("mlflow-database", ns)
-        creds = core.read_namespaced_secret("mlflow-database-credentials", ns)
-        now = (pvc.metadata.uid, pvc.spec.volume_name), (creds.metadata.uid, creds.data["password"])
-        claim, secret = (now[0], now[1]) if claim is None else (claim, secret)
-        assert (now[0], now[1]) == (claim, secret)
-    # And the server still reads its runs from the rolled database.
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            platform.client().search_experiments()
-            break
-        except Exception:  # noqa: BLE001 - the server reconnects to the new database pod
-            assert time.monotonic() < deadline, "the server does not read the rolled database"
-            time.sleep(3)
-
-
 def test_teardown_removes_the_day_two_objects_and_keeps_the_data(day_two, k8s) -> None:
     from kubernetes import client
 
@@ -713,150 +624,3 @@ def test_teardown_removes_the_day_two_objects_and_keeps_the_data(day_two, k8s) -
 
 
 # -- on platforms of their own ------------------------------------------------------------------
-
-SERVICEMONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "scope": "Namespaced",
-        "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-            }
-        ],
-    },
-}
-
-
-def _metrics_play(namespace):
-    return [
-        {
-            "name": "ServiceMonitor where its CRD exists",
-            "hosts": "localhost",
-            "gather_facts": False,
-            "tasks": [
-                {
-                    "name": "Run the role's metrics tasks",
-                    "ansible.builtin.include_role": {"name": "mlops.mlflow_k8s.mlflow_server", "tasks_from": "metrics"},
-                    "vars": {"mlflow_server_metrics_enabled": True, "mlflow_server_namespace": namespace},
-                }
-            ],
-        }
-    ]
-
-
-def test_servicemonitor_only_with_its_crd(playbook, dyn, namespace) -> None:
-    from kubernetes.dynamic.exceptions import NotFoundError
-
-    crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
-    try:
-        crds.get(name="servicemonitors.monitoring.coreos.com")
-        pytest.skip("this cluster has the ServiceMonitor CRD already: the without-CRD half cannot run here")
-    except NotFoundError:
-        pass
-
-    without = playbook(_metrics_play(namespace))
-    assert without.rc == 0, without.summary()
-    assert without.task("Apply the ServiceMonitor").skipped
-
-    crds.create(body=SERVICEMONITOR_CRD)
-    try:
-        # The API serves the new kind once the CRD is Established.
-        watch_until(
-            dyn,
-            "apiextensions.k8s.io/v1",
-            "CustomResourceDefinition",
-            None,
-            "servicemonitors.monitoring.coreos.com",
-            lambda o: any(
-                c["type"] == "Established" and c["status"] == "True"
-                for c in ((o or {}).get("status") or {}).get("conditions") or []
-            ),
-            timeout=60,
-        )
-        with_crd = playbook(_metrics_play(namespace))
-        assert with_crd.rc == 0, with_crd.summary()
-        assert not with_crd.task("Apply the ServiceMonitor").skipped
-        dyn.resources.invalidate_cache()
-        monitors = dyn.resources.get(api_version="monitoring.coreos.com/v1", kind="ServiceMonitor")
-        monitor = monitors.get(name="mlflow-server", namespace=namespace)
-        assert monitor.spec.endpoints[0].port == "http"
-    finally:
-        crds.delete(name="servicemonitors.monitoring.coreos.com")
-
-
-def _backup_now_play(extra: dict) -> list[dict]:
-    return [
-        {
-            "name": "A backup now, as upgrade.yml takes it",
-            "hosts": "localhost",
-            "gather_facts": False,
-            "tasks": [
-                {
-                    "name": "Take a backup",
-                    "ansible.builtin.include_role": {"name": "mlops.mlflow_k8s.database", "tasks_from": "backup_job"},
-                    "vars": {"database_backup_job": "backup", **extra},
-                }
-            ],
-        }
-    ]
-
-
-def test_mysql_backup_on_a_rwo_artifacts_claim_needs_the_server_and_minor_upgrade_rolls(
-    kubeconfig, k8s, dyn, node_name, node_address, tmp_path
-) -> None:
-    """MySQL (MariaDB here) with a ReadWriteOnce artifacts claim (a Longhorn volume is attached
-    to one node): the backup pod is bound to the node of a running server pod and writes a real
-    dump and archive; with no server pod it cannot be scheduled. Then MySQL's minor roll and the
-    refused major version."""
-    from kubernetes import client
-
-    apps, core = client.AppsV1Api(k8s), client.CoreV1Api(k8s)
-    with fresh_namespace(dyn, "day-two-mysql") as ns:
-        port = node_port_for(ns)
-        site = site_vars_for(kubeconfig, ns, node_name, tmp_path / "volumes", port)
-        site.update(
-            database_engine="mysql",
-            database_backup_enabled=True,
-            storage_artifacts_access_modes=["ReadWriteOnce"],
-        )
-        platform = DayTwo(kubeconfig, k8s, dyn, ns, site, f"http://{node_address}:{port}")
-        try:
-            converged = _converge(kubeconfig, ns, site)
-            assert converged.rc == 0, converged.summary()
-            cronjob = client.BatchV1Api(k8s).read_namespaced_cron_job("mlflow-mysql-backup", ns)
-            term = cronjob.spec.job_template.spec.template.spec.affinity.pod_affinity
-            term = term.required_during_scheduling_ignored_during_execution[0]
-            assert term.label_selector.match_labels == {"app.kubernetes.io/name": "mlflow-server"}
-            assert term.topology_key == "kubernetes.io/hostname"
-
-            # With the server running, the backup pod finds its node and writes both files.
-            taken = platform.play(_backup_now_play({}))
-            assert taken.rc == 0, taken.summary()
-            facts = taken.task("Hand on what the Job did").result["ansible_facts"]
-            dump, archive = facts["database_backup_job_file"], facts["database_backup_job_artifacts_file"]
-            assert re.match(r"^mlflow-mysql-\d{8}T\d{6}Z\.sql\.gz$", dump), dump
-            assert archive == dump.replace(".sql.gz", ".artifacts.tar.gz"), (dump, archive)
-            assert {dump, archive} <= platform.backups(), platform.backups()
-
-            apps.patch_namespaced_deployment_scale("mlflow-server", ns, {"spec": {"replicas": 0}})
-            deadline = time.monotonic() + WAIT_TIMEOUT
-            while core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/name=mlflow-server").items:
-                assert time.monotonic() < deadline, "the server pods did not go"
-                time.sleep(1)
-            waiting = platform.play(_backup_now_play({"database_backup_wait_timeout": 30}))
-            assert waiting.rc != 0
-            message = waiting.failed_tasks()[0].msg
-            assert "pod affinity" in message, message
-            assert platform.backups() == {dump, archive}
-            apps.patch_namespaced_deployment_scale("mlflow-server", ns, {"spec": {"replicas": 1}})
-
-            assert_minor_rolls_major_refused(platform, k8s, "mysql")
-        finally:
-            _purge(kubeconfig, site)

@@ -110,6 +110,8 @@ def test_scripts_carry_no_credential(rendered: backup_scripts.Rendered) -> None:
     assert "rendered-without-cluster" not in "".join(rendered.scripts.values())
 
 
+# PostgreSQL's dump, wipe and restore run on real pods (tests/cluster/test_day_two.py): MariaDB's here.
+@pytest.mark.parametrize("engine", ["mysql"], indirect=True)
 def test_backup_wipe_restore_keeps_everything(
     request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, mlflow_server, tmp_path: Path
 ) -> None:
@@ -206,6 +208,8 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+# The archive beside PostgreSQL's dump is restored on real pods (tests/cluster/test_day_two.py).
+@pytest.mark.parametrize("engine", ["mysql"], indirect=True)
 def test_artifacts_archive_beside_the_dump_restores_byte_for_byte(
     request: pytest.FixtureRequest, engine: str, rendered: backup_scripts.Rendered, mlflow_server, tmp_path: Path
 ) -> None:
