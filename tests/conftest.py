@@ -8,6 +8,14 @@ ROOT = Path(__file__).resolve().parent.parent
 COLLECTIONS = ROOT / ".collections"
 _LINK = COLLECTIONS / "ansible_collections" / "mlops" / "mlflow_k8s"
 
+# MLflow's client telemetry (on by default) sets and unsets an environment variable from a
+# thread of its own, which another thread iterating os.environ (urllib's proxy lookup, under
+# requests) meets as a KeyError on Python 3.11: a call of the test's own failed that way in CI.
+# Nothing here may phone out anyway (the machines reach no such host). The servers the harness
+# starts get the same (tests/harness/mlflow_server.py).
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "true"
+
 if not _LINK.exists():
     _LINK.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(ROOT, _LINK)
