@@ -13,6 +13,11 @@ import re
 
 from ansible_collections.mlops.mlflow_k8s.plugins.module_utils.errors import TrackingError
 
+# MLflow's client telemetry is on by default: it would report the operator's runs to a host
+# outside the platform, and its thread sets and unsets an environment variable while other
+# threads read os.environ (a KeyError on Python 3.11). Off, unless the environment says.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 try:
     from mlflow.entities import Param, RunStatus
     from mlflow.exceptions import MlflowException
