@@ -53,8 +53,10 @@ def mlflow_venv(version: str, fallback: str = "3.17.2") -> Path:
 
 
 def installed_with(venv_bin: Path) -> str:
-    """How the venv was made: ``whole`` or ``mlflow X wheel over mlflow Y``."""
-    return (venv_bin.parent / ".complete").read_text().splitlines()[1]
+    """How the venv was made: ``whole`` or ``mlflow X wheel over mlflow Y`` (or, for a venv this
+    module did not make, such as the project's, ``not a cached venv``)."""
+    marker = venv_bin.parent / ".complete"
+    return marker.read_text().splitlines()[1] if marker.exists() else "not a cached venv"
 
 
 if __name__ == "__main__":
