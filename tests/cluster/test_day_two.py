@@ -531,6 +531,9 @@ def test_upgrade_backs_up_then_migrates_once_before_the_rollout(day_two, k8s) ->
     assert all(s[4] == OLD_VERSION for s in states[migration:migrated]), states[migration:migrated]
     assert states[-1][3] == NEW_IMAGE and states[-1][0] == 1, states
     assert server_version(day_two.url) == NEW_VERSION
+    # upgrade.yml asked the server for /version itself, and got the release it was given.
+    checked = result.task("Check that the server runs the release asked for")
+    assert not checked.skipped and not checked.failed, checked.result
     assert snapshot(mlflow, mine) == before  # every run, param, metric and history logged by 3.17.2
     job = recorder.jobs["mlflow-server-db-upgrade"].spec.template.spec
     assert job.containers[0].image == NEW_IMAGE

@@ -226,6 +226,16 @@ def test_rendered_basic_auth_server_behind_a_static_prefix(
     assert password not in read.stdout
     refused = _read_runs(base, "wrong-password", expected=1)
     assert refused.rc != 0 and refused.failed_tasks()[0].result.get("status") == 401, refused.summary()
+    # upgrade.yml's read-back also asks /version: the release asked for passes, another fails
+    # naming the image (an image written out with its own release upgrades nothing).
+    same = _read_runs(base, password, expected=1, mlflow_server_read_runs_version=mlflow.__version__)
+    assert same.rc == 0, same.summary()
+    other = _read_runs(
+        base, password, expected=1, mlflow_server_read_runs_version="3.0.0", mlflow_server_image="example/mlflow:pinned"
+    )
+    assert other.rc != 0, other.summary()
+    message = other.failed_tasks()[0].msg
+    assert f"/version {mlflow.__version__}, not 3.0.0" in message and "example/mlflow:pinned" in message, message
 
 
 def _auth_users(uri: str) -> list[str]:
@@ -237,7 +247,7 @@ def _auth_users(uri: str) -> list[str]:
         engine.dispose()
 
 
-def _read_runs(base: str, password: str, expected: int):
+def _read_runs(base: str, password: str, expected: int, **extra_vars: object):
     play = [
         {
             "name": "Read the runs back with the role's tasks",
@@ -264,6 +274,7 @@ def _read_runs(base: str, password: str, expected: int):
             "mlflow_server_auth_admin_user": "admin",
             "mlflow_server_auth_admin_password": password,
             "mlflow_server_read_runs_expected": expected,
+            **extra_vars,
         },
         timeout=300,
     )
