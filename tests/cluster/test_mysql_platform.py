@@ -105,7 +105,7 @@ def test_servicemonitor_only_with_its_crd(playbook, dyn, namespace) -> None:
 
 
 def test_mysql_platform_backup_on_rwo_minor_roll_then_teardown_by_labels(
-    kubeconfig, k8s, dyn, node_name, node_address, tmp_path
+    kubeconfig, k8s, dyn, node_name, node_address, tmp_path, images
 ) -> None:
     """MySQL (MariaDB here) with a ReadWriteOnce artifacts claim (a Longhorn volume is attached
     to one node): the backup pod is bound to the node of a running server pod and writes a real
@@ -163,12 +163,12 @@ def test_mysql_platform_backup_on_rwo_minor_roll_then_teardown_by_labels(
             apps.patch_namespaced_deployment_scale("mlflow-server", ns, {"spec": {"replicas": 1}})
 
             assert_minor_rolls_major_refused(platform, k8s, "mysql")
-            _teardown_finds_what_was_deployed_by_its_labels(platform, projects)
+            _teardown_finds_what_was_deployed_by_its_labels(platform, projects, images["busybox"])
         finally:
             purge(kubeconfig, site)
 
 
-def _teardown_finds_what_was_deployed_by_its_labels(platform: DayTwo, projects: str) -> None:
+def _teardown_finds_what_was_deployed_by_its_labels(platform: DayTwo, projects: str, image: str) -> None:
     dyn, ns = platform.dyn, platform.namespace
     prepare = [
         {
@@ -196,9 +196,7 @@ def _teardown_finds_what_was_deployed_by_its_labels(platform: DayTwo, projects: 
         },
         "spec": {
             "backoffLimit": 0,
-            "template": {
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox:1.37.0"}]}
-            },
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": image}]}},
         },
     }
     dyn.resources.get(api_version="batch/v1", kind="Job").create(body=job, namespace=projects)
