@@ -21,6 +21,7 @@ class DayTwo:
         self.namespace = namespace
         self.site = site
         self.url = url
+        self.converge_watch: Any = None  # the ArgvWatch that ran while site.yml converged it
 
     def play(self, playbook: Any, **extra: Any):
         """Run a playbook with the platform's variables (``extra`` on top), and check=, tags=."""

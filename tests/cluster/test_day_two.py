@@ -34,6 +34,8 @@ from tests.cluster.conftest import (
 )
 from tests.cluster.day_two import DayTwo, assert_minor_rolls_major_refused, converge, purge
 from tests.harness import cluster as cluster_harness
+from tests.harness.argv_watch import ArgvWatch
+from tests.harness.secrets import secret_data
 
 pytestmark = pytest.mark.cluster
 
@@ -70,11 +72,14 @@ def day_two(kubeconfig, k8s, dyn, node_name, node_address, tmp_path_factory) -> 
             mlflow_server_metrics_enabled=True,
         )
         started = time.monotonic()
-        result = converge(kubeconfig, namespace, site)
+        with ArgvWatch() as watch:  # every pod the converge starts: the database, its admin Job, db-upgrade
+            result = converge(kubeconfig, namespace, site)
         try:
             assert result.rc == 0, result.summary()
             print(f"\n[day two] site.yml converged {namespace} in {time.monotonic() - started:.0f} s")
-            yield DayTwo(kubeconfig, k8s, dyn, namespace, site, f"http://{node_address}:{port}")
+            platform = DayTwo(kubeconfig, k8s, dyn, namespace, site, f"http://{node_address}:{port}")
+            platform.converge_watch = watch
+            yield platform
         finally:
             purge(kubeconfig, site)
 
@@ -149,6 +154,18 @@ def recorded(platform: DayTwo, playbook: str, *, probe: bool = False, **extra):
         seconds = time.monotonic() - started
         time.sleep(1)
     return result, recorder, seconds
+
+
+def assert_no_password_in_argv(platform: DayTwo, watch: ArgvWatch, *words: str) -> None:
+    """Issue 28 point 4: no process on this node (the rig's node: its containers' processes are
+    this machine's) had the database passwords in its command line while ``watch`` ran, and the
+    process with ``words`` among its arguments, the one that would have, was caught."""
+    from kubernetes import client
+
+    creds = secret_data(client.CoreV1Api(platform.k8s), platform.namespace, "mlflow-database-credentials")
+    assert watch.saw(*words), f"no process with {words} was seen in {watch.scans} passes: the watch proves nothing"
+    leaks = watch.leaks(*(creds.get(key) or "" for key in ("password", "root-password")))
+    assert leaks == [], f"a database password is in a command line: {leaks}"
 
 
 def first(states, predicate) -> int:
@@ -246,6 +263,8 @@ def test_site_creates_the_day_two_objects(day_two, k8s) -> None:
 
     ns = day_two.namespace
     batch, core = client.BatchV1Api(k8s), client.CoreV1Api(k8s)
+    # The converge started PostgreSQL, its admin Job and the server's db-upgrade init container.
+    assert_no_password_in_argv(day_two, day_two.converge_watch, "db", "upgrade")
     cronjob = batch.read_namespaced_cron_job("mlflow-postgresql-backup", ns)
     assert cronjob.spec.schedule == "17 2 * * *"
     assert cronjob.spec.concurrency_policy == "Forbid"
@@ -280,10 +299,9 @@ def test_site_creates_the_day_two_objects(day_two, k8s) -> None:
     gc_pod = gc.spec.job_template.spec.template
     container = gc_pod.spec.containers[0]
     assert container.image == OLD_IMAGE
-    assert container.command[-1].startswith('exec mlflow gc --backend-store-uri "$MLFLOW_BACKEND_STORE_URI"')
+    assert container.command[-5:] == ["gc", "--backend-store-uri", "$MLFLOW_BACKEND_STORE_URI", "--older-than", "1s"]
     gc_env = {e.name: e for e in container.env}
     assert gc_env["MLFLOW_BACKEND_STORE_URI"].value_from.secret_key_ref.name == "mlflow-backend-store"
-    assert gc_env["MLFLOW_GC_OLDER_THAN"].value == "1s"
     assert gc_env["MLFLOW_TRACKING_URI"].value.startswith("http://mlflow-server.")
     # Admitted to the database, but neither the server's Service nor its Deployment selects it.
     assert any(all(gc_pod.metadata.labels.get(k) == v for k, v in sel.items()) for sel in admitted)
@@ -396,8 +414,10 @@ def test_gc_cronjob_deletes_a_deleted_run_for_good(day_two) -> None:
     assert mlflow.get_run(doomed).info.lifecycle_stage == "deleted"  # only marked
     time.sleep(2)  # older than the CronJob's --older-than 1s
 
-    state, logs = run_cronjob(day_two, "mlflow-server-gc", "mlflow-server-gc-now")
+    with ArgvWatch() as watch:
+        state, logs = run_cronjob(day_two, "mlflow-server-gc", "mlflow-server-gc-now")
     assert state == "Complete", logs
+    assert_no_password_in_argv(day_two, watch, "gc", "--older-than")
     assert f"Run with ID {doomed} has been permanently deleted." in logs["gc"], logs
     assert kept not in logs["gc"]
     with pytest.raises(MlflowException) as gone:
@@ -517,8 +537,10 @@ def test_upgrade_backs_up_then_migrates_once_before_the_rollout(day_two, k8s) ->
 
     site = {k: v for k, v in day_two.site.items() if k != "mlflow_server_version"}  # the default
     day_two.site = site
-    result, recorder, seconds = recorded(day_two, "playbooks/upgrade.yml", probe=True)
+    with ArgvWatch() as watch:  # the migration Job, then the new pods' db-upgrade init container
+        result, recorder, seconds = recorded(day_two, "playbooks/upgrade.yml", probe=True)
     assert result.rc == 0, result.summary()
+    assert_no_password_in_argv(day_two, watch, "db", "upgrade")
     print(f"\n[day two] upgrade.yml {OLD_VERSION} -> {NEW_VERSION} took {seconds:.0f} s")
     states = recorder.states
     backup = first(states, lambda s: "mlflow-postgresql-backup" in s[2])

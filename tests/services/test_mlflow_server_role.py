@@ -524,6 +524,16 @@ def test_role_refuses_admission_gate_settings_out_of_range(
 
 
 @pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
+@pytest.mark.parametrize("older_than", ["30 days", "--help", "7d1x"])
+def test_role_refuses_a_gc_age_mlflow_cannot_read(tmp_path: Path, older_than: str) -> None:
+    """It goes to `mlflow gc --older-than` as it is, with no shell between: an option-looking or
+    malformed value is refused before anything is rendered, naming the variable."""
+    message = _render_error(tmp_path, mlflow_server_gc_enabled=True, mlflow_server_gc_older_than=older_than)
+    assert "mlflow_server_gc_older_than must be an age in MLflow's #d#h#m#s form" in message, message
+    assert f"(now '{older_than}')" in message, message
+
+
+@pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
 def test_role_refuses_more_connections_than_the_database_accepts(tmp_path: Path) -> None:
     # The database role's fact: a database that accepts 30 connections, a server that may open
     # 3 workers x 2 connections x 4 requests (the gate's K) + 10.

@@ -9,8 +9,10 @@ venv (tests/harness/mlflow_venv.py); a 3.18.0 server then reads everything back 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import mlflow
 import pytest
@@ -19,6 +21,7 @@ import sqlalchemy
 from mlflow.tracking import MlflowClient
 
 from benchmarks import _role
+from tests.harness.argv_watch import ArgvWatch
 from tests.harness.mlflow_data import log_sample, run_count, snapshot
 from tests.harness.mlflow_venv import installed_with, mlflow_venv
 
@@ -88,8 +91,14 @@ def test_upgrade_317_to_318_keeps_everything(
     assert uri not in " ".join(argv), "the URI must not be on the command line"
     process_env = _role.base_env(env)
     process_env["PATH"] = f"{new_mlflow}:{process_env['PATH']}"
-    migrated = subprocess.run(argv, env=process_env, capture_output=True, text=True, timeout=900, check=False)
+    argv[0] = shutil.which(Path(argv[0]).name, path=process_env["PATH"])  # the new release's python
+    # Nor in the command line of any process it starts (sh -c 'exec mlflow db upgrade "$URI"' put it there).
+    with ArgvWatch() as watch:
+        migrated = subprocess.run(argv, env=process_env, capture_output=True, text=True, timeout=900, check=False)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    assert watch.saw("db", "upgrade"), "the migration's process was never seen: the watch proves nothing"
+    leaks = watch.leaks(unquote(urlsplit(uri).password or ""))
+    assert leaks == [], f"the database password is in a command line: {leaks}"
 
     new_revision = _revision(uri)
     assert new_revision != old_revision
