@@ -31,10 +31,10 @@ def test_a_secret_in_argv_is_found_and_redacted():
     watch = _watch_while(child)
     assert watch.scans >= 2
     leaks = watch.leaks(token)
-    assert child.pid in {pid for pid, _ in leaks}, leaks
+    assert child.pid in {pid for pid, _argv in leaks}, leaks
     argv = next(argv for pid, argv in leaks if pid == child.pid)
     assert argv[-1] == f"postgresql://mlflow:{REDACTED}@db:5432/mlflow"
-    assert not any(token in arg or needles(token)[1] in arg for _, hit in leaks for arg in hit)
+    assert not any(token in arg or needles(token)[1] in arg for _pid, hit in leaks for arg in hit)
     assert watch.saw("--uri")
 
 
