@@ -46,6 +46,8 @@ OLD_IMAGE = f"ghcr.io/mlflow/mlflow:v{OLD_VERSION}-full"
 EXPERIMENT = "day-two"
 JOB_TASKS = {"mlops.mlflow_k8s.cluster : Start the Job", "mlops.mlflow_k8s.cluster : Remove the Job"}
 SCALE_TASK = "mlops.mlflow_k8s.mlflow_server : Scale the Deployment"
+SUSPEND_TASK = "mlops.mlflow_k8s.cluster : Set the CronJob's suspend flag"
+PAUSED = ("mlflow-postgresql-backup", "mlflow-server-gc")  # what restore.yml suspends, sorted
 DUMP_NAME = re.compile(r"^mlflow-postgresql-\d{8}T\d{6}Z\.dump$")
 
 
@@ -88,7 +90,8 @@ def day_two(kubeconfig, k8s, dyn, node_name, node_address, tmp_path_factory) -> 
 
 
 class Recorder(threading.Thread):
-    """Polls (Deployment replicas, server pods, Job names, Deployment image, /version) and keeps
+    """Polls (Deployment replicas, server pods, Job names, Deployment image, /version, suspended
+    CronJobs) and keeps
     every distinct state in order; ``jobs`` holds every Job seen, as first seen."""
 
     def __init__(self, kubeconfig: str, namespace: str, url: str | None = None) -> None:
@@ -101,7 +104,7 @@ class Recorder(threading.Thread):
         self.core = client.CoreV1Api(self.api)
         self.namespace = namespace
         self.url = url
-        self.states: list[tuple[int | None, int, tuple[str, ...], str, str]] = []
+        self.states: list[tuple[int | None, int, tuple[str, ...], str, str, tuple[str, ...]]] = []
         self.jobs: dict[str, Any] = {}
         self.stopping = threading.Event()
 
@@ -127,7 +130,10 @@ class Recorder(threading.Thread):
         jobs = self.batch.list_namespaced_job(self.namespace).items
         for job in jobs:
             self.jobs.setdefault(job.metadata.name, job)
-        return replicas, len(pods.items), tuple(sorted(j.metadata.name for j in jobs)), image, self.version()
+        paused = tuple(
+            sorted(c.metadata.name for c in self.batch.list_namespaced_cron_job(self.namespace).items if c.spec.suspend)
+        )
+        return replicas, len(pods.items), tuple(sorted(j.metadata.name for j in jobs)), image, self.version(), paused
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -464,6 +470,10 @@ def test_backup_cronjob_then_restore_brings_the_data_back(day_two, k8s) -> None:
     assert all(s[1] == 0 for s in states[gone : restore + 1]), states
     assert "mlflow-postgresql-restore" not in states[-1][2], states  # removed after
     assert states[-1][0] == 1, states
+    # Issue 28 point 6: no scheduled backup or gc could start from before the server stopped until
+    # it served again; both resumed after.
+    assert all(s[5] == PAUSED for s in states[down : back + 1]), states
+    assert states[0][5] == () and states[-1][5] == (), states
     # The database first (init container), then the archive into the artifacts claim, read-write,
     # with the server's group (no regrouping of its files); the backup claim read-only.
     pod = recorder.jobs["mlflow-postgresql-restore"].spec.template.spec
@@ -495,18 +505,21 @@ def test_backup_cronjob_then_restore_brings_the_data_back(day_two, k8s) -> None:
     assert "does not exist" in failure.msg and dump in failure.msg, failure.msg
     assert all(s[0] == 1 for s in recorder.states), recorder.states
     assert all("mlflow-postgresql-restore" not in s[2] for s in recorder.states), recorder.states
+    assert all(s[5] == () for s in recorder.states), recorder.states  # refused before anything paused
     assert snapshot(mlflow, [experiment]) == at_dump
 
     # The same dump again, the database alone: the same content, the artifacts not touched,
-    # nothing changed but its Jobs and the scale down and up.
+    # nothing changed but its Jobs, the scale down and up, and the CronJobs' pause and resume.
     mlflow.log_text(second_run, "changed after the restore\n", "notes/readme.txt")
     mlflow.delete_run(first_run)
     again, recorder, _unused = recorded(
         day_two, "playbooks/restore.yml", database_restore_file=dump, database_restore_artifacts=False
     )
     assert again.rc == 0, again.summary()
-    assert {t.name for t in again.changed_tasks()} <= JOB_TASKS | {SCALE_TASK}, again.summary()
-    assert {t.name for t in result.changed_tasks()} <= JOB_TASKS | {SCALE_TASK}, result.summary()
+    for run in (again, result):
+        changed = [t.name for t in run.changed_tasks()]
+        assert set(changed) <= JOB_TASKS | {SCALE_TASK, SUSPEND_TASK}, run.summary()
+        assert changed.count(SUSPEND_TASK) == 4, run.summary()  # two CronJobs paused, then resumed
     pod = recorder.jobs["mlflow-postgresql-restore"].spec.template.spec
     assert not pod.init_containers and [c.name for c in pod.containers] == ["restore"]
     assert "artifacts" not in {v.name for v in pod.volumes}
