@@ -524,7 +524,7 @@ def test_role_refuses_admission_gate_settings_out_of_range(
 
 
 @pytest.mark.controller  # runs the role's tasks: .ci/run repeats it on Python 3.11
-@pytest.mark.parametrize("older_than", ["30 days", "--help", "7d1x"])
+@pytest.mark.parametrize("older_than", ["30 days", "--help", "7d1x", "-1d"])
 def test_role_refuses_a_gc_age_mlflow_cannot_read(tmp_path: Path, older_than: str) -> None:
     """It goes to `mlflow gc --older-than` as it is, with no shell between: an option-looking or
     malformed value is refused before anything is rendered, naming the variable."""
