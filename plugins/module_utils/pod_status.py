@@ -20,7 +20,8 @@ Stuck for good:
 - ``PodScheduled=False`` with reason ``Unschedulable``, with the scheduler's message
   (``persistentvolumeclaim "x" not found``), except while the scheduler only waits for a
   PVC to bind or a node to become ready;
-- ``FailedMount`` events naming a missing Secret or ConfigMap volume, once they have lasted
+- ``FailedMount`` events naming a missing Secret or ConfigMap volume, or a hostPath directory
+  that is not on the node, once they have lasted
   ``mount_grace`` seconds (the kubelet retries a mount; a Secret created a moment late heals).
 """
 
@@ -52,7 +53,11 @@ TRANSIENT_UNSCHEDULABLE = (
     "node.kubernetes.io/unreachable",
     "node.kubernetes.io/network-unavailable",
 )
-MISSING_VOLUME_SOURCE = re.compile(r'\b(secret|configmap) "[^"]+" not found', re.IGNORECASE)
+# A Secret or ConfigMap that does not exist, or a hostPath volume (a hostPath PV of type
+# Directory) whose directory is not on the node: the kubelet retries, nothing else will heal it.
+MISSING_VOLUME_SOURCE = re.compile(
+    r'\b(secret|configmap) "[^"]+" not found|hostPath type check failed', re.IGNORECASE
+)
 MAX_EVENTS = 5
 MOUNT_GRACE = 30  # seconds
 
@@ -187,7 +192,7 @@ def _unschedulable(pod):
 
 
 def _missing_mount(pod, events, now, mount_grace):
-    """The first FailedMount event naming a missing Secret/ConfigMap, past the grace."""
+    """The first FailedMount event naming a missing Secret/ConfigMap or hostPath directory, past the grace."""
     failed = [e for e in _pod_events(pod, events) if e.get("reason") == "FailedMount"]
     failed = [e for e in failed if MISSING_VOLUME_SOURCE.search(e.get("message") or "")]
     if not failed:

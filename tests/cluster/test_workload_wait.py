@@ -2,7 +2,8 @@
 pod is stuck, naming the pod, its state, its events (and its log lines); healthy ones roll out.
 
 The pods are real and fail for real: an image under the reserved .invalid domain cannot be
-pulled, a Secret that does not exist cannot be read, a shell exiting 1 crash-loops.
+pulled, a Secret that does not exist cannot be read, a shell exiting 1 crash-loops, a
+hostPath directory that is not on the node cannot be mounted.
 """
 
 from __future__ import annotations
@@ -103,6 +104,24 @@ def test_job_with_a_missing_secret_fails_at_once(dyn, namespace, images, kubecon
     assert result["failed"] and result["state"] == "Stuck", result
     assert result["stuck"]["reason"] == "CreateContainerConfigError"
     assert 'secret "absent" not found' in result["msg"]
+
+
+def test_deployment_on_a_missing_hostpath_directory_fails_after_the_mount_grace(
+    dyn, namespace, images, kubeconfig, tmp_path
+):
+    """What a hostPath PV of type Directory does when its directory was never made on the node
+    (the node is this machine): the kubelet retries the mount for ever; the wait names it."""
+    missing = tmp_path / "never-made"
+    container = {"image": images["pause"], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+    body = _deployment("nodir", container)
+    body["spec"]["template"]["spec"]["volumes"] = [
+        {"name": "data", "hostPath": {"path": str(missing), "type": "Directory"}}
+    ]
+    dyn.request("post", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=body)
+    result = _wait(kubeconfig, namespace, "Deployment", "nodir")
+    assert result["failed"] and result["state"] == "Stuck", result
+    assert result["stuck"]["reason"] == "FailedMount", result
+    assert f"hostPath type check failed: {missing} is not a directory" in result["msg"], result["msg"]
 
 
 def test_missing_object_fails_and_check_mode_reads_nothing(namespace, kubeconfig):

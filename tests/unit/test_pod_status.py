@@ -296,6 +296,17 @@ def test_failed_mount_of_missing_configmap_is_stuck_after_the_grace():
     assert pod_status.stuck(pod, events, now=later).reason == "FailedMount"
 
 
+def test_failed_mount_of_a_missing_hostpath_directory_is_stuck_after_the_grace():
+    # What the kubelet says when a hostPath PV of type Directory has no directory on the node.
+    message = (
+        'MountVolume.SetUp failed for volume "ns-mlflow-database" : '
+        "hostPath type check failed: /var/lib/mlflow-k8s/ns/mlflow-database is not a directory"
+    )
+    events = [_event("FailedMount", message, first="2026-12-01T22:00:01Z", at="2026-12-01T22:00:33Z", count=6)]
+    assert pod_status.stuck(_mounting_pod(), events, now="2026-12-01T22:00:10Z") is None
+    assert pod_status.stuck(_mounting_pod(), events, now="2026-12-01T22:00:40Z").message == message
+
+
 def test_failed_mount_for_another_reason_is_waited_for():
     events = [
         _event(
