@@ -53,6 +53,7 @@ FILTERS = {
     "kubeconfig_set_server": kube_objects.kubeconfig_set_server,
     "kubeconfig_minify": kube_objects.kubeconfig_minify,
     "server_is_loopback": kube_objects.server_is_loopback,
+    "pod_security_labels": kube_objects.pod_security_labels,
     "kubectl_node_names": kube_objects.parse_kubectl_nodes,
     "k8s_node_names": kube_objects.node_names,
     "k8s_node_addresses": kube_objects.node_addresses,

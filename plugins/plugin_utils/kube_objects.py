@@ -145,6 +145,23 @@ def ingress_class(classes, preferred=""):
     return ""
 
 
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+
+
+def pod_security_labels(level, version="latest"):
+    """The Pod Security admission labels of a namespace: ``level`` enforced, warned about and
+    audited, each at ``version`` (``latest`` or a Kubernetes minor such as ``v1.32``)."""
+    if level not in POD_SECURITY_LEVELS:
+        raise ParseError("level %r is not one of %s" % (level, ", ".join(POD_SECURITY_LEVELS)))
+    if not re.match(r"^(latest|v1\.[0-9]+)$", str(version)):
+        raise ParseError("version %r is neither latest nor a Kubernetes minor such as v1.32" % (version,))
+    labels = {}
+    for mode in ("enforce", "warn", "audit"):
+        labels["pod-security.kubernetes.io/" + mode] = level
+        labels["pod-security.kubernetes.io/%s-version" % mode] = str(version)
+    return labels
+
+
 def parse_kubectl_nodes(text):
     """Node names from ``kubectl get nodes -o json`` (what ``microk8s kubectl`` prints)."""
     data = load_json(text, "kubectl get nodes")

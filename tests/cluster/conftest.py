@@ -321,7 +321,9 @@ def site_vars_for(kubeconfig: str, namespace: str, node: str, volumes: Path, nod
         "cluster_provider": "existing",
         "cluster_existing_kubeconfig": kubeconfig,
         "mlflow_k8s_namespace": namespace,
-        "storage_create_namespace": False,
+        # The test made the namespace (with the run's cleanup label); the storage role adds its
+        # own labels, Pod Security's restricted among them: every platform of the suite runs under it.
+        "storage_create_namespace": True,
         "storage_hostpath_node": node,
         "storage_hostpath_dir_method": "host",
         "storage_hostpath_base_dir": str(volumes),

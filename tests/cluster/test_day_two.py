@@ -644,7 +644,23 @@ def test_teardown_removes_the_day_two_objects_and_keeps_the_data(day_two, k8s) -
                 "metadata": {"labels": {"app.kubernetes.io/name": "mlflow-db-upgrade"}},
                 "spec": {
                     "restartPolicy": "Never",
-                    "containers": [{"name": "db-upgrade", "image": "busybox:1.37.0", "command": ["sleep", "600"]}],
+                    # What the namespace's Pod Security (restricted) admits.
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "db-upgrade",
+                            "image": "busybox:1.37.0",
+                            "command": ["sleep", "600"],
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
                 },
             }
         },

@@ -10,6 +10,9 @@ Job, with the server rolling onto it: tests/cluster/test_site.py.)
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -94,11 +97,23 @@ def purge_afterwards(playbook, site_vars):
 
 def test_apply_rerun_keeps_password(playbook, site_vars, namespace, core, k8s, purge_afterwards):
     """MySQL (MariaDB here): PostgreSQL's storage and database are converged, re-converged and
-    checked unchanged by every platform of test_site.py and test_day_two.py."""
+    checked unchanged by every platform of test_site.py and test_day_two.py.
+
+    The directories are made the way minikube's are (storage_hostpath_dir_method=job: a root
+    pod with a hostPath volume on the node, which is this machine), and the storage role owns
+    the namespace's labels: the database runs under Pod Security's restricted while the
+    directory Job ran, privileged, in a namespace of its own that is gone afterwards."""
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
     engine = "mysql"
-    extra = {**site_vars, "database_engine": engine}
+    extra = {
+        **site_vars,
+        "database_engine": engine,
+        "storage_create_namespace": True,
+        "storage_hostpath_dir_method": "job",
+    }
+    job_namespace = f"{namespace}-hostpath-init"
 
     checked = playbook(site(), extra_vars=extra, check=True)
     assert checked.rc == 0, checked.summary()
@@ -107,6 +122,20 @@ def test_apply_rerun_keeps_password(playbook, site_vars, namespace, core, k8s, p
 
     first = playbook(site(), extra_vars=extra)
     assert first.rc == 0, first.summary()
+    base = Path(site_vars["storage_hostpath_base_dir"]) / namespace
+    for name, owner in (("mlflow-database", 999), ("mlflow-artifacts", 1000)):
+        assert (base / name).stat().st_uid == owner, f"{name}: not made by the directory Job with its owner"
+    with pytest.raises(ApiException) as gone:
+        core.read_namespace(job_namespace)
+    assert gone.value.status == 404, f"the directory Job's privileged namespace {job_namespace} was left behind"
+    labels = core.read_namespace(namespace).metadata.labels
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted", labels
+    # Enforced: a root pod is refused (a dry run goes through admission and stores nothing).
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod(namespace, _root_pod(), dry_run="All")
+    assert refused.value.status == 403, refused.value.body
+    assert 'violates PodSecurity "restricted:latest"' in json.loads(refused.value.body)["message"]
     facts = first.task(REPORT).result["msg"]
     assert facts["storage_class_name"] == "mlflow-k8s-hostpath"
     assert facts["storage_database_pvc"] == "mlflow-database"
@@ -166,6 +195,15 @@ def test_apply_rerun_keeps_password(playbook, site_vars, namespace, core, k8s, p
     again = playbook(site(), extra_vars=extra)
     assert again.rc == 0, again.summary()
     assert secret_data(core, namespace, "mlflow-database-credentials") == credentials
+
+
+def _root_pod() -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "root-pod"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.37.0", "securityContext": {"runAsUser": 0}}]},
+    }
 
 
 def _sql_in_the_database_pod(k8s, namespace: str, sql: str) -> str:

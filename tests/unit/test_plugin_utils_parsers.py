@@ -344,3 +344,25 @@ def test_kubeconfig_minify_keeps_one_context():
         kube_objects.kubeconfig_minify(MINIKUBE_KUBECONFIG, "other")
     with pytest.raises(parsing.ParseError, match="no context 'nope'"):
         kube_objects.kubeconfig_minify(MINIKUBE_KUBECONFIG, "nope")
+
+
+def test_pod_security_labels_set_one_level_for_every_mode():
+    labels = kube_objects.pod_security_labels("restricted", "v1.32")
+    assert labels == {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "v1.32",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/warn-version": "v1.32",
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/audit-version": "v1.32",
+    }
+    assert set(kube_objects.pod_security_labels("privileged").values()) == {"privileged", "latest"}
+
+
+@pytest.mark.parametrize(
+    ("level", "version", "named"),
+    [("strict", "latest", "'strict'"), ("restricted", "1.32", "'1.32'"), ("baseline", "v1.x", "'v1.x'")],
+)
+def test_pod_security_labels_refuse_what_admission_would_not_read(level, version, named):
+    with pytest.raises(parsing.ParseError, match=named):
+        kube_objects.pod_security_labels(level, version)
