@@ -55,9 +55,7 @@ TRANSIENT_UNSCHEDULABLE = (
 )
 # A Secret or ConfigMap that does not exist, or a hostPath volume (a hostPath PV of type
 # Directory) whose directory is not on the node: the kubelet retries, nothing else will heal it.
-MISSING_VOLUME_SOURCE = re.compile(
-    r'\b(secret|configmap) "[^"]+" not found|hostPath type check failed', re.IGNORECASE
-)
+MISSING_VOLUME_SOURCE = re.compile(r'\b(secret|configmap) "[^"]+" not found|hostPath type check failed', re.IGNORECASE)
 MAX_EVENTS = 5
 MOUNT_GRACE = 30  # seconds
 

@@ -11,6 +11,7 @@ Job, with the server rolling onto it: tests/cluster/test_site.py.)
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -240,8 +241,100 @@ def test_failed_admin_job_leaves_the_secret(playbook, site_vars, namespace, core
     assert failed.rc != 0
     assert any("could not change the password" in t.msg for t in failed.failed_tasks()), failed.summary()
     assert "behind-its-back-1" not in failed.stdout and "another-password-1" not in failed.stdout
-    assert secret_data(core, namespace, "mlflow-database-credentials") == before
+    after = secret_data(core, namespace, "mlflow-database-credentials")
+    assert after.pop("password-pending") == "another-password-1", "the change under way is not recorded"
+    assert after == before
     assert secret_data(core, namespace, "mlflow-database-admin") is None
+
+
+def _killed_after_the_alter(core, k8s, namespace: str, password: str) -> None:
+    """What a play killed between the admin Job's ALTER ROLE and the Secret's update leaves: the
+    database on ``password``, the Secret on its old one with ``password`` recorded as pending."""
+    import base64
+
+    assert "ALTER ROLE" in _sql_in_the_database_pod(k8s, namespace, f"ALTER ROLE CURRENT_USER PASSWORD '{password}'")
+    core.patch_namespaced_secret(
+        "mlflow-database-credentials",
+        namespace,
+        {"data": {"password-pending": base64.b64encode(password.encode()).decode()}},
+    )
+
+
+def test_a_password_change_left_halfway_is_ended_by_the_next_run(
+    playbook, site_vars, namespace, core, k8s, purge_afterwards
+):
+    """Issue #28 point 5 on PostgreSQL (MariaDB's admin Job logs in as root, whatever the user's
+    password is). Each run that ends the change is then proved by one more change, which only
+    succeeds when the Secret's password is the one the database has."""
+    first = playbook(site(), extra_vars=site_vars)
+    assert first.rc == 0, first.summary()
+
+    # Killed while changing to new-password-1; the next run asks for it again.
+    _killed_after_the_alter(core, k8s, namespace, "new-password-1")
+    again = playbook(site(), extra_vars={**site_vars, "database_password": "new-password-1"})
+    assert again.rc == 0, again.summary()
+    stored = secret_data(core, namespace, "mlflow-database-credentials")
+    assert stored["password"] == "new-password-1" and "password-pending" not in stored, sorted(stored)
+
+    # Killed while changing to new-password-2; the next run no longer asks for it (the
+    # inventory went back): the database returns to the Secret's password.
+    _killed_after_the_alter(core, k8s, namespace, "new-password-2")
+    back = playbook(site(), extra_vars=site_vars)
+    assert back.rc == 0, back.summary()
+    stored = secret_data(core, namespace, "mlflow-database-credentials")
+    assert stored["password"] == "new-password-1" and "password-pending" not in stored, sorted(stored)
+    quiet = playbook(site(), extra_vars=site_vars)
+    assert quiet.rc == 0 and quiet.changed == 0, quiet.summary()
+
+    # The proof: a change from the Secret's password works.
+    proof = playbook(site(), extra_vars={**site_vars, "database_password": "new-password-3"})
+    assert proof.rc == 0, proof.summary()
+    assert secret_data(core, namespace, "mlflow-database-credentials")["password"] == "new-password-3"
+
+
+def test_a_leftover_admin_job_is_not_taken_for_this_runs(playbook, site_vars, namespace, core, k8s, purge_afterwards):
+    """A Complete admin Job a killed run left must not count as this run's change."""
+    from kubernetes import client
+
+    first = playbook(site(), extra_vars=site_vars)
+    assert first.rc == 0, first.summary()
+    batch = client.BatchV1Api(k8s)
+    leftover = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "mlflow-database-admin"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "done",
+                            "image": "busybox:1.37.0",
+                            "command": ["true"],
+                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    batch.create_namespaced_job(namespace, leftover)
+    # The database refuses the stored password: the change cannot succeed, whatever is left over.
+    _sql_in_the_database_pod(k8s, namespace, "ALTER ROLE CURRENT_USER PASSWORD 'behind-its-back-2'")
+    deadline = time.monotonic() + 120
+    while not (batch.read_namespaced_job("mlflow-database-admin", namespace).status.succeeded or 0):
+        assert time.monotonic() < deadline, "the leftover Job did not complete"
+        time.sleep(1)
+    failed = playbook(site(), extra_vars={**site_vars, "database_password": "another-password-2"})
+    assert failed.rc != 0, "a leftover Complete Job was taken for this run's password change"
+    assert any("could not change the password" in t.msg for t in failed.failed_tasks()), failed.summary()
 
 
 def test_external_secret_is_handed_on_or_refused(playbook, namespace, core, kubeconfig):

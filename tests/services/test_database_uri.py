@@ -7,7 +7,8 @@ the backend-store URI is built by the role's filter (the Python function, and on
 real ansible-playbook rendering the role's URI Secret); a real ``mlflow server`` runs on it
 and a run is logged and read back. Then the role's own ``admin.sh`` (rendered into its
 ConfigMap by a real ansible-playbook, run by ``sh`` with the environment the admin Job gives
-it) changes the password to another such password and creates the basic-auth database; the
+it) changes the password to another such password (logging in with the pending one, the stored
+one being stale) and creates the basic-auth database; the
 server on the re-rendered URI still reads the run, and the old password no longer logs in.
 """
 
@@ -203,7 +204,10 @@ def test_role_uri_and_password_change_on_real_database(
         "NEW_PASSWORD": second,
     }
     if engine_name == "postgresql":
-        env["PGPASSWORD"] = first  # the Job logs in as the user, with the old password
+        # The Job logs in as the user with the first of its passwords that works: here the
+        # stored one is stale and the pending one (a killed run's change) is the database's.
+        env["OLD_PASSWORD"] = "stale-" + uuid.uuid4().hex
+        env["PENDING_PASSWORD"] = first
     else:
         env["DB_ADMIN_USER"] = admin_url.username  # the Job logs in as root; here the harness's admin
         env["MYSQL_PWD"] = admin_url.password
