@@ -252,6 +252,67 @@ def stuck(pod, events, *, max_restarts=3, now=None, mount_grace=MOUNT_GRACE):
     return None
 
 
+class Failures(object):
+    """What each container's earlier failures looked like, kept by one wait across its looks at
+    the pods (issue #28: a slow crash loop is a long silence).
+
+    A container that failed twice the same way (the same exit code and the same last log line,
+    one restart after the other) is stuck for good, whatever the kubelet's back-off: the wait
+    says so at the second failure, instead of after ``max_restarts``. A wait that never saw the
+    first of the two (it started later) falls back on ``max_restarts``.
+    """
+
+    def __init__(self):
+        self._signatures = {}  # (pod uid, container) -> {restart count: (exit code, last line)}
+
+    def known(self, pod_uid, container, restarts):
+        return restarts in self._signatures.get((pod_uid, container), {})
+
+    def note(self, pod_uid, container, restarts, exit_code, last_line):
+        """Record failure number ``restarts`` of the container."""
+        self._signatures.setdefault((pod_uid, container), {})[restarts] = (exit_code, last_line)
+
+    def repeated(self, pod_uid, container, restarts):
+        """The signature failure ``restarts`` shares with the one before it, or None."""
+        seen = self._signatures.get((pod_uid, container), {})
+        now, before = seen.get(restarts), seen.get(restarts - 1)
+        return now if now is not None and now == before else None
+
+
+def failed_containers(pod):
+    """(container, restart count, exit code) of every container whose last run failed."""
+    for container, entry, _init in _statuses(as_dict(pod)):
+        last = dig(entry, "lastState", "terminated") or {}
+        restarts = entry.get("restartCount") or 0
+        if restarts and last and last.get("exitCode") not in (None, 0):
+            yield container, restarts, last.get("exitCode")
+
+
+def last_line(text):
+    """The last line with anything on it ('' for none)."""
+    for line in reversed((text or "").splitlines()):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def repeated_problem(pod, container, restarts, signature, events, hidden=False):
+    """The :class:`PodProblem` of a container that failed twice the same way."""
+    exit_code, line = signature
+    shown = "(not shown)" if hidden else repr(line) if line else "(none)"
+    message = "failed twice the same way (exit code {0}, last log line: {1}); restarted {2} times".format(
+        exit_code, shown, restarts
+    )
+    pod = as_dict(pod)
+    return PodProblem(
+        pod=dig(pod, "metadata", "name") or "",
+        reason="RepeatedFailure",
+        message=message,
+        container=container,
+        events=event_lines(pod, events),
+    )
+
+
 def pending_reason(pod, events):
     """What the pod is waiting for, as progress text (``None`` once it runs with every
     container ready, or has finished)."""
@@ -331,25 +392,32 @@ def pod_events(core_v1_or_client, namespace, pod_name):
     return sorted(items, key=_event_time)
 
 
-def log_tail(core_v1_or_client, namespace, pod_name, container=None, lines=20):
+def log_tail(core_v1_or_client, namespace, pod_name, container=None, lines=20, previous_first=False):
     """The container's last ``lines`` log lines ('' when there is none): the previous
-    (crashed) container's when the current one has not written anything."""
+    (crashed) container's when the current one has not written anything, or first with
+    ``previous_first`` (the run that failed, not the one under way)."""
     if lines is not None and lines <= 0:
         return ""
     core = _core(core_v1_or_client)
-    kwargs = {"tail_lines": lines, "_request_timeout": (10, 60)}
+    for previous in (True, False) if previous_first else (False, True):
+        text = _read_log(core, namespace, pod_name, container, lines, previous=previous)
+        if text.strip():
+            return text
+    return ""
+
+
+def _read_log(core, namespace, pod_name, container, lines, previous):
+    """One container's log tail, redacted; '' when there is none (waiting to start, no previous run)."""
+    kwargs = {"tail_lines": lines, "_request_timeout": (10, 60), "previous": previous}
     if container:
         kwargs["container"] = container
-    for previous in (False, True):
-        try:
-            text = core.read_namespaced_pod_log(pod_name, namespace, previous=previous, **kwargs) or ""
-        except ApiException as exc:
-            if getattr(exc, "status", None) in (400, 404):
-                continue  # waiting to start, or no previous container
-            raise
-        if text.strip():
-            return redact(text)
-    return ""
+    try:
+        text = core.read_namespaced_pod_log(pod_name, namespace, **kwargs) or ""
+    except ApiException as exc:
+        if getattr(exc, "status", None) in (400, 404):
+            return ""
+        raise
+    return redact(text) if text.strip() else ""
 
 
 # What a database or a client may print with a credential in it: a quoted password after
@@ -367,12 +435,14 @@ def redact(text):
     return text
 
 
-def check_pods(core_v1_or_client, namespace, pods, *, max_restarts=3, log_lines=20, now=None):
+def check_pods(core_v1_or_client, namespace, pods, *, max_restarts=3, log_lines=20, now=None, failures=None):
     """Look at ``pods`` (dicts or models): ``(problem, log, progress)``.
 
     ``problem`` is the first stuck pod's :class:`PodProblem` (``None`` when none is stuck),
     ``log`` that pod's log tail, ``progress`` the pending reasons of the others (a list of
     strings). Events are read per pod only for pods that are not running and ready.
+    ``failures``: the wait's :class:`Failures`; each new failure of a container costs one read
+    of its previous log's last lines.
     """
     progress = []
     for listed in pods:
@@ -382,15 +452,42 @@ def check_pods(core_v1_or_client, namespace, pods, *, max_restarts=3, log_lines=
         name = dig(pod, "metadata", "name")
         events = pod_events(core_v1_or_client, namespace, name)
         problem = stuck(pod, events, max_restarts=max_restarts, now=now)
+        if problem is None and failures is not None:
+            problem = _repeated(core_v1_or_client, namespace, pod, events, failures, show_line=log_lines != 0)
         if problem is not None:
             tail_text = ""
-            if problem.reason == "CrashLoopBackOff":
-                tail_text = log_tail(core_v1_or_client, namespace, name, problem.container, log_lines)
+            if problem.reason in ("CrashLoopBackOff", "RepeatedFailure"):
+                tail_text = log_tail(
+                    core_v1_or_client,
+                    namespace,
+                    name,
+                    problem.container,
+                    log_lines,
+                    previous_first=problem.reason == "RepeatedFailure",
+                )
             return problem, tail_text, progress
         reason = pending_reason(pod, events)
         if reason:
             progress.append(reason)
     return None, "", progress
+
+
+def _repeated(core_v1_or_client, namespace, pod, events, failures, show_line=True):
+    """Note the pod's new container failures in ``failures``; the problem of one that repeats
+    (its last log line left out of the message unless ``show_line``: a wait told to print no
+    log line, whose client may quote a credential, prints none here either)."""
+    uid = dig(pod, "metadata", "uid") or dig(pod, "metadata", "name")
+    name = dig(pod, "metadata", "name")
+    for container, restarts, exit_code in failed_containers(pod):
+        if not failures.known(uid, container, restarts):
+            # The last line of the run that failed; redacted like every log line.
+            text = _read_log(_core(core_v1_or_client), namespace, name, container, 5, previous=True)
+            failures.note(uid, container, restarts, exit_code, last_line(text))
+        signature = failures.repeated(uid, container, restarts)
+        if signature is not None:
+            shown = signature if show_line else (signature[0], "")
+            return repeated_problem(pod, container, restarts, shown, events, hidden=not show_line)
+    return None
 
 
 def _ready(pod):

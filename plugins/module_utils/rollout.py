@@ -192,6 +192,7 @@ class Waiter(object):
         seen = []
         obj = None
         pause = FIRST_INTERVAL
+        failures = pod_status.Failures()
         while True:
             obj = self._read(kind, namespace, name)
             if obj is None:
@@ -207,6 +208,7 @@ class Waiter(object):
                 self._pods(kind, namespace, obj),
                 max_restarts=self.max_restarts,
                 log_lines=self.log_lines,
+                failures=failures,
             )
             if problem is not None:
                 return Outcome("Stuck", obj, problem=problem, log=log, progress=seen)

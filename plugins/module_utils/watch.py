@@ -256,6 +256,7 @@ class _PodWatch(object):
         self.report = progress
         self.seen = []
         self.next_check = clock()
+        self.failures = pod_status.Failures()
 
     def due(self):
         return self.core is not None and self.clock() >= self.next_check
@@ -275,7 +276,9 @@ class _PodWatch(object):
 
     def check(self):
         pods = job_pods(self.core, self.namespace, self.name)
-        problem, log, pending = pod_status.check_pods(self.core, self.namespace, pods, max_restarts=self.max_restarts)
+        problem, log, pending = pod_status.check_pods(
+            self.core, self.namespace, pods, max_restarts=self.max_restarts, failures=self.failures
+        )
         for text in pending:
             if text not in self.seen:
                 self.seen.append(text)

@@ -551,7 +551,8 @@ stuck:
   description:
     - The pod that ended the wait early (the module fails), unschedulable (a missing PVC, no fitting node),
       C(ErrImagePull)/C(ImagePullBackOff), C(CreateContainerConfigError) (a missing Secret or ConfigMap),
-      C(CrashLoopBackOff) past 3 restarts. The run is marked FAILED with the tag
+      a container that failed twice the same way (C(RepeatedFailure), restartPolicy OnFailure), C(CrashLoopBackOff)
+      past 3 restarts. The run is marked FAILED with the tag
       C(mlops.mlflow-k8s/failure-reason) set to RV(stuck.reason); the Job is deleted or kept as O(on_timeout) says.
   returned: when a pod of the Job was stuck
   type: dict

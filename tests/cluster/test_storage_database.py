@@ -372,12 +372,14 @@ def test_crash_looping_database_fails_the_run_naming_the_pod(
     assert result.rc != 0, result.summary()
     (failed,) = result.failed_tasks()
     assert failed.name.endswith("database : Wait for the database"), result.summary()
-    assert failed.result["state"] == "Stuck" and failed.result["stuck"]["reason"] == "CrashLoopBackOff"
+    # The same failure twice: named at the second (issue #28 point 2), not after three restarts.
+    assert failed.result["state"] == "Stuck" and failed.result["stuck"]["reason"] == "RepeatedFailure"
     assert "no_log" not in failed.msg and "has been hidden" not in failed.msg
     assert failed.msg.startswith(
         f"StatefulSet {namespace}/mlflow-postgresql: pod mlflow-postgresql-0 (container postgresql) is stuck in "
-        "CrashLoopBackOff: "
+        "RepeatedFailure: failed twice the same way (exit code "
     ), failed.msg
+    assert "restarted 2 times" in failed.msg, failed.msg
     assert "BackOff: Back-off restarting failed container postgresql" in failed.msg
     password = secret_data(core, namespace, "mlflow-database-credentials")["password"]
     assert password and password not in result.stdout and password not in result.stderr

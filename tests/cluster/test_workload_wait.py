@@ -76,10 +76,26 @@ def test_crash_looping_deployment_names_the_pod_and_its_log(dyn, namespace, imag
         "readinessProbe": {"exec": {"command": ["true"]}, "initialDelaySeconds": 5, "periodSeconds": 2},
     }
     dyn.request("post", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=_deployment("crasher", container))
-    result = _wait(kubeconfig, namespace, "Deployment", "crasher")
+    # max_restarts 2: the restart count rules before two failures alike do (the next test).
+    result = _wait(kubeconfig, namespace, "Deployment", "crasher", max_restarts=2)
     assert result["failed"] and result["stuck"]["reason"] == "CrashLoopBackOff", result
     assert "last exit code 1" in result["msg"]
     assert result["msg"].endswith("last log lines:\n  loading config\n  no such file"), result["msg"]
+
+
+def test_slow_crash_loop_is_named_at_its_second_failure_alike(dyn, namespace, images, kubeconfig):
+    """Each attempt takes 15 s before it fails (as MLflow's import takes 30): three restarts under
+    the kubelet's back-off would take over a minute and a half; two failures alike are enough."""
+    container = {
+        "image": images["busybox"],
+        "command": ["sh", "-c", "echo importing; sleep 15; echo no such table: runs; exit 3"],
+        "readinessProbe": {"exec": {"command": ["true"]}, "initialDelaySeconds": 60, "periodSeconds": 2},
+    }
+    dyn.request("post", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=_deployment("slow", container))
+    result = _wait(kubeconfig, namespace, "Deployment", "slow")
+    assert result["failed"] and result["stuck"]["reason"] == "RepeatedFailure", result
+    assert "exit code 3, last log line: 'no such table: runs'); restarted 2 times" in result["msg"], result["msg"]
+    assert result["msg"].endswith("last log lines:\n  importing\n  no such table: runs"), result["msg"]
 
 
 def test_job_with_a_missing_secret_fails_at_once(dyn, namespace, images, kubeconfig):

@@ -450,3 +450,82 @@ def test_log_tail_reads_the_previous_container_and_redacts():
     assert pod_status.log_tail(core, "ns", "p", "c", lines=2) == "LOG:  PASSWORD '***'\nFATAL: bye\n"
     assert core.calls == [(False, 2, "c"), (True, 2, "c")]
     assert pod_status.log_tail(core, "ns", "p", "c", lines=0) == "" and len(core.calls) == 2
+
+
+# -- failed twice the same way (issue #28 point 2) -------------------------------------------------
+
+
+class LogCore:
+    """A CoreV1Api with the previous run's log of each container, and no events."""
+
+    def __init__(self, previous_logs):
+        self.previous_logs = previous_logs  # {restart count: text}
+        self.restarts = 0
+        self.reads = []
+
+    def read_namespaced_pod_log(self, name, namespace, previous=False, **kwargs):
+        self.reads.append(previous)
+        return self.previous_logs[self.restarts] if previous else "starting again\n"
+
+    def list_namespaced_event(self, namespace, **kwargs):
+        class Listed:
+            items = []
+
+        return Listed()
+
+
+def _failed(restarts, exit_code=1, waiting=True):
+    last = {"exitCode": exit_code, "reason": "Error", "startedAt": T0, "finishedAt": T0}
+    entry = _waiting("CrashLoopBackOff", CRASH_MESSAGE, restarts=restarts, last=last)
+    if not waiting:  # the next run is under way
+        entry["state"] = {"running": {"startedAt": T0}}
+        entry["started"] = True
+    return _pod(phase="Running", conditions=_running_conditions(False), statuses=[entry])
+
+
+def _look(core, failures, restarts, **kwargs):
+    core.restarts = restarts
+    return pod_status.check_pods(core, "mlflow", [_failed(restarts, **kwargs)], failures=failures)
+
+
+def test_a_container_that_fails_twice_the_same_way_is_stuck_at_the_second_failure():
+    core = LogCore({1: "importing mlflow\nno such table: runs\n", 2: "importing mlflow\nno such table: runs\n\n"})
+    failures = pod_status.Failures()
+    assert _look(core, failures, 1)[0] is None  # one failure: it may heal
+    assert _look(core, failures, 1, waiting=False)[0] is None  # looked at again: the log is not read again
+    assert core.reads.count(True) == 1
+    problem, log, _ = _look(core, failures, 2, waiting=False)
+    assert problem.reason == "RepeatedFailure" and problem.container == "postgresql"
+    assert problem.message == (
+        "failed twice the same way (exit code 1, last log line: 'no such table: runs'); restarted 2 times"
+    )
+    assert log == "importing mlflow\nno such table: runs\n\n"  # the failed run's log, not the new one's
+
+
+@pytest.mark.parametrize(
+    ("second_log", "second_exit"),
+    [("importing mlflow\ndatabase is starting up\n", 1), ("importing mlflow\nno such table: runs\n", 2)],
+)
+def test_two_failures_that_differ_are_waited_for(second_log, second_exit):
+    core = LogCore({1: "importing mlflow\nno such table: runs\n", 2: second_log})
+    failures = pod_status.Failures()
+    assert _look(core, failures, 1)[0] is None
+    assert _look(core, failures, 2, exit_code=second_exit)[0] is None
+
+
+def test_a_wait_that_missed_the_first_failure_falls_back_on_max_restarts():
+    core = LogCore({2: "boom\n", 3: "boom\n"})
+    failures = pod_status.Failures()
+    assert _look(core, failures, 2)[0] is None
+    assert _look(core, failures, 3)[0].reason == "CrashLoopBackOff"  # max_restarts (3) comes first
+
+
+def test_a_repeated_failure_shows_no_log_line_where_the_wait_shows_no_log():
+    core = LogCore({1: "ERROR: ALTER ROLE x PASSWORD 'secret-1'\n", 2: "ERROR: ALTER ROLE x PASSWORD 'secret-1'\n"})
+    failures = pod_status.Failures()
+    core.restarts = 1
+    pod_status.check_pods(core, "mlflow", [_failed(1)], failures=failures, log_lines=0)
+    core.restarts = 2
+    problem, log, _ = pod_status.check_pods(core, "mlflow", [_failed(2)], failures=failures, log_lines=0)
+    assert problem.reason == "RepeatedFailure" and log == ""
+    assert "secret" not in problem.message and "(not shown)" in problem.message
