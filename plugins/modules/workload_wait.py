@@ -18,12 +18,12 @@ description:
   - Meanwhile looks at the pods of the rollout (a Deployment's newest ReplicaSet, every pod of a StatefulSet,
     the Job's pods) and fails at once when one is in a state that does not heal by itself, naming the pod,
     its state, its last events and its last log lines. Stuck means a container that failed twice the same
-    way, one restart after the other (the same exit code and the same last log line: C(RepeatedFailure),
+    way, one restart after the other (the same exit code and the same last log line, C(RepeatedFailure),
     however slow each attempt and however long the kubelet's back-off), C(CrashLoopBackOff) past
-    O(max_restarts) restarts (when the wait did not see the first of two failures), C(ErrImagePull), C(ImagePullBackOff), C(InvalidImageName), C(CreateContainerConfigError)
-    (a missing Secret or ConfigMap), C(CreateContainerError), unschedulable with the scheduler's reason
-    (a missing PVC, no fitting node; not while a claim is being bound), a missing Secret/ConfigMap volume
-    or hostPath directory.
+    O(max_restarts) restarts (when the wait did not see the first of two failures), C(ErrImagePull),
+    C(ImagePullBackOff), C(InvalidImageName), C(CreateContainerConfigError) (a missing Secret or ConfigMap),
+    C(CreateContainerError), unschedulable with the scheduler's reason (a missing PVC, no fitting node; not
+    while a claim is being bound), a missing Secret/ConfigMap volume or hostPath directory.
   - Only reads. Credentials never pass through it, so the task that calls it needs no C(no_log).
 author:
   - MLOps platform team (@mlops-platform)
