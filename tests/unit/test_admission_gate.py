@@ -302,6 +302,61 @@ def test_a_slot_freed_while_its_waiter_is_cancelled_goes_to_the_next() -> None:
     assert (app.busy, app.in_flight, list(app.waiters)) == (0, {}, [])
 
 
+def test_waiters_that_time_out_or_go_away_leave_the_queue_in_order() -> None:
+    """Waiters that timed out or were cancelled stay in the heap until popped (issue #28 point 3:
+    removing each at once scanned the heap); they are never handed a slot, the live ones keep
+    their order, and the heap does not grow without bound."""
+
+    async def scenario():
+        clock = [0.0]
+        app = gate.AdmissionGate(SlowApp(), concurrency=1, queue_seconds=5, clock=lambda: clock[0])
+        slot = await app._acquire()
+        clock[0] = 1.0
+        oldest = asyncio.create_task(app._acquire())  # 5 s to wait: outlives the crowd below
+        await asyncio.sleep(0)
+        app.queue_seconds = 0.02
+        doomed = []
+        for i in range(300):  # these time out while the slot stays taken
+            clock[0] = 2.0 + i
+            doomed.append(asyncio.create_task(app._acquire()))
+        gone = asyncio.create_task(app._acquire())
+        await asyncio.sleep(0)
+        gone.cancel()
+        timed_out = await asyncio.gather(*doomed)
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        app.queue_seconds = 5
+        clock[0] = 1000.0
+        newest = asyncio.create_task(app._acquire())
+        await asyncio.sleep(0)
+        assert len(app.waiters) <= 64 + 2 * 2, len(app.waiters)  # compacted: not 303 entries
+        assert app.waiting == 2
+        app._release(slot)  # to the oldest live waiter, past the dead ones
+        got = await asyncio.wait_for(oldest, 0.5)
+        await asyncio.sleep(0)
+        assert not newest.done() and app.waiting == 1  # still waiting: `oldest` holds the slot
+        app._release(got)
+        assert await asyncio.wait_for(newest, 0.5) is not None
+        return timed_out, app
+
+    timed_out, app = asyncio.run(scenario())
+    assert timed_out == [None] * 300
+    assert (app.busy, app.waiting) == (1, 0)
+
+
+def test_a_request_after_a_crowd_timed_out_is_admitted_at_once() -> None:
+    async def scenario():
+        app = gate.AdmissionGate(SlowApp(), concurrency=1, queue_seconds=0.01)
+        slot = await app._acquire()
+        shed = await asyncio.gather(*(app._acquire() for _ in range(100)))
+        app._release(slot)
+        return app, shed, await asyncio.wait_for(app._acquire(), 0.5)
+
+    app, shed, again = asyncio.run(scenario())
+    assert shed == [None] * 100 and again is not None
+    assert (app.busy, app.waiting) == (1, 0)
+
+
 # --------------------------------------------------------------------------- evening out the workers
 
 

@@ -298,8 +298,11 @@ class AdmissionGate:
         self.longest_retry_after = longest_retry_after(keep_alive_seconds)
         self.busy = 0  # slots taken, including those handed to a waiter that has not resumed yet
         self.in_flight: dict[int, float] = {}  # request number -> start
-        # a heap of (when the call first came, arrival number, future): the oldest call first
+        # a heap of (when the call first came, arrival number, future): the oldest call first.
+        # A waiter that timed out or went away stays in it until popped (removing it at once
+        # costs a scan of the heap: 16,000 waiters timing out took 13 s of the event loop).
         self.waiters: list[tuple[float, int, asyncio.Future[bool]]] = []
+        self.waiting = 0  # the waiters in the heap whose future is not done yet
         self._arrivals = 0
         # connection -> (when its shed call first came, when it was last shed)
         self.shed_calls: dict[Any, tuple[float, float]] = {}
@@ -320,27 +323,26 @@ class AdmissionGate:
         """A slot number, or None when none came free within queue_seconds. ``since``: when the
         call first came (earlier than now for the retry of a shed call); the queue serves the
         oldest first."""
-        if self.busy < self.concurrency and not self.waiters:
+        if self.busy < self.concurrency and not self.waiting:
             self.busy += 1
         else:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[bool] = loop.create_future()
             self._arrivals += 1
-            entry = (self.clock() if since is None else since, self._arrivals, waiter)
-            heapq.heappush(self.waiters, entry)
-            timer = loop.call_later(self.queue_seconds, lambda: waiter.done() or waiter.set_result(False))
+            heapq.heappush(self.waiters, (self.clock() if since is None else since, self._arrivals, waiter))
+            self.waiting += 1
+            self._compact()
+            timer = loop.call_later(self.queue_seconds, self._settle, waiter, False)
             try:
                 granted = await waiter
             except BaseException:
-                # cancelled while waiting: a slot handed to it meanwhile goes on to the next
-                if waiter.done() and not waiter.cancelled() and waiter.result():
-                    self._free()
+                if waiter.cancelled():
+                    self.waiting -= 1  # went away while waiting (its entry is popped later)
+                elif waiter.result():
+                    self._free()  # a slot handed to it meanwhile goes on to the next
                 raise
             finally:
                 timer.cancel()
-                if entry in self.waiters:
-                    self.waiters.remove(entry)
-                    heapq.heapify(self.waiters)
             if not granted:
                 return None
         self._next += 1
@@ -348,15 +350,29 @@ class AdmissionGate:
         self.admitted += 1
         return self._next
 
+    def _settle(self, waiter: asyncio.Future[bool], granted: bool) -> bool:
+        """Answer a waiter still waiting (a slot, or its time is up); False if it was done."""
+        if waiter.done():
+            return False
+        waiter.set_result(granted)
+        self.waiting -= 1
+        return True
+
     def _free(self) -> None:
         """A slot came free: it goes to the oldest call still waiting (reserved at once, so no
-        newcomer takes it before that request resumes), else back to the pool."""
+        newcomer takes it before that request resumes), else back to the pool. Waiters that
+        timed out or went away are dropped on the way."""
         while self.waiters:
-            waiter = heapq.heappop(self.waiters)[2]
-            if not waiter.done():
-                waiter.set_result(True)
+            if self._settle(heapq.heappop(self.waiters)[2], True):
                 return
         self.busy -= 1
+
+    def _compact(self) -> None:
+        """Drop the done waiters once they are most of the heap: each is dropped once, so a
+        waiter costs O(log n) however many time out (a slot that never frees pops none)."""
+        if len(self.waiters) > 64 and len(self.waiters) > 2 * self.waiting:
+            self.waiters = [entry for entry in self.waiters if not entry[2].done()]
+            heapq.heapify(self.waiters)
 
     def _release(self, slot: int) -> None:
         took = self.clock() - self.in_flight.pop(slot)
@@ -371,7 +387,7 @@ class AdmissionGate:
         # A request in flight for longer than the average says more about the pace than the average.
         oldest = now - min(self.in_flight.values()) if self.in_flight else 0.0
         seconds = retry_after(
-            len(self.waiters) + len(self.returning),
+            self.waiting + len(self.returning),
             self.concurrency,
             max(self.service_seconds, oldest),
             self.longest_retry_after,
