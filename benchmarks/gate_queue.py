@@ -51,7 +51,7 @@ async def crowd(gate, waiters: int, queue_seconds: float) -> dict[str, float]:
             longest = max(longest, now - last)
             last = now
 
-    tasks = [asyncio.create_task(admission._acquire()) for _ in range(waiters)]
+    tasks = [asyncio.create_task(admission._acquire()) for _waiter in range(waiters)]
     await asyncio.sleep(0)  # every waiter queued
     tick = asyncio.create_task(ticker())
     start = time.perf_counter()

@@ -348,7 +348,7 @@ def test_a_request_after_a_crowd_timed_out_is_admitted_at_once() -> None:
     async def scenario():
         app = gate.AdmissionGate(SlowApp(), concurrency=1, queue_seconds=0.01)
         slot = await app._acquire()
-        shed = await asyncio.gather(*(app._acquire() for _ in range(100)))
+        shed = await asyncio.gather(*(app._acquire() for _shed in range(100)))
         app._release(slot)
         return app, shed, await asyncio.wait_for(app._acquire(), 0.5)
 

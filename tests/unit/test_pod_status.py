@@ -494,7 +494,7 @@ def test_a_container_that_fails_twice_the_same_way_is_stuck_at_the_second_failur
     assert _look(core, failures, 1)[0] is None  # one failure: it may heal
     assert _look(core, failures, 1, waiting=False)[0] is None  # looked at again: the log is not read again
     assert core.reads.count(True) == 1
-    problem, log, _ = _look(core, failures, 2, waiting=False)
+    problem, log, _progress = _look(core, failures, 2, waiting=False)
     assert problem.reason == "RepeatedFailure" and problem.container == "postgresql"
     assert problem.message == (
         "failed twice the same way (exit code 1, last log line: 'no such table: runs'); restarted 2 times"
@@ -526,6 +526,6 @@ def test_a_repeated_failure_shows_no_log_line_where_the_wait_shows_no_log():
     core.restarts = 1
     pod_status.check_pods(core, "mlflow", [_failed(1)], failures=failures, log_lines=0)
     core.restarts = 2
-    problem, log, _ = pod_status.check_pods(core, "mlflow", [_failed(2)], failures=failures, log_lines=0)
+    problem, log, _progress = pod_status.check_pods(core, "mlflow", [_failed(2)], failures=failures, log_lines=0)
     assert problem.reason == "RepeatedFailure" and log == ""
     assert "secret" not in problem.message and "(not shown)" in problem.message
