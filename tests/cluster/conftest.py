@@ -324,6 +324,9 @@ def site_vars_for(kubeconfig: str, namespace: str, node: str, volumes: Path, nod
         # The test made the namespace (with the run's cleanup label); the storage role adds its
         # own labels, Pod Security's restricted among them: every platform of the suite runs under it.
         "storage_create_namespace": True,
+        # teardown.yml tears down the project namespace's objects too: this platform's own, never
+        # the README's mlflow-projects, where test_readme_run_project.py may be running a Job.
+        "project_runner_namespace": f"{namespace}-projects",
         "storage_hostpath_node": node,
         "storage_hostpath_dir_method": "host",
         "storage_hostpath_base_dir": str(volumes),
