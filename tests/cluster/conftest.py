@@ -305,6 +305,23 @@ def node_port_for(namespace: str) -> int:
     return port + 1 if port == PLATFORM_NODE_PORT else port
 
 
+def restricted_pod_spec(name: str, command: list[str], image: str = "busybox:1.37.0") -> dict[str, Any]:
+    """A one-container pod spec (restartPolicy Never) that Pod Security's restricted admits: what
+    a test creates in a platform namespace, which the storage role labels restricted."""
+    return {
+        "restartPolicy": "Never",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {
+                "name": name,
+                "image": image,
+                "command": command,
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            }
+        ],
+    }
+
+
 SMALL = {"requests": {"cpu": "20m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}}
 
 

@@ -28,6 +28,7 @@ from tests.cluster.conftest import (
     WAIT_TIMEOUT,
     fresh_namespace,
     node_port_for,
+    restricted_pod_spec,
     role_default,
     site_vars_for,
     watch_until,
@@ -642,26 +643,8 @@ def test_teardown_removes_the_day_two_objects_and_keeps_the_data(day_two, k8s) -
         "spec": {
             "template": {
                 "metadata": {"labels": {"app.kubernetes.io/name": "mlflow-db-upgrade"}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    # What the namespace's Pod Security (restricted) admits.
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 1000,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "db-upgrade",
-                            "image": "busybox:1.37.0",
-                            "command": ["sleep", "600"],
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }
-                    ],
-                },
+                # What the namespace's Pod Security (restricted) admits.
+                "spec": restricted_pod_spec("db-upgrade", ["sleep", "600"]),
             }
         },
     }

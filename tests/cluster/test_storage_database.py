@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.cluster.conftest import restricted_pod_spec
 from tests.harness.secrets import secret_data
 
 pytestmark = pytest.mark.cluster
@@ -305,24 +306,7 @@ def test_a_leftover_admin_job_is_not_taken_for_this_runs(playbook, site_vars, na
         "metadata": {"name": "mlflow-database-admin"},
         "spec": {
             "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 1000,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "done",
-                            "image": "busybox:1.37.0",
-                            "command": ["true"],
-                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                        }
-                    ],
-                }
-            },
+            "template": {"spec": restricted_pod_spec("done", ["true"])},
         },
     }
     batch.create_namespaced_job(namespace, leftover)
